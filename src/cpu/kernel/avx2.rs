@@ -1,0 +1,118 @@
+//! The x86_64 AVX2+FMA microkernel: 6×16 (BLIS' Haswell shape), 12 ymm accumulators + 2 for B
+//! + 1 broadcast = 15 of the 16 registers.
+//!
+//! Every `F32x8` method executes AVX/AVX2/FMA instructions. `F32x8` values exist only inside
+//! [`Avx2Fma::run`], which is compiled with those features and reached only after the dispatcher
+//! (`cpu::dispatch`) detected them at run time: that is the safety argument of every block below.
+
+use std::arch::x86_64::*;
+
+use super::{Epilogue, Microkernel, tile};
+use crate::cpu::simd::SimdF32;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct F32x8(__m256);
+
+macro_rules! binary {
+    ($name:ident, $intrinsic:ident) => {
+        #[inline(always)]
+        fn $name(self, o: Self) -> Self {
+            // SAFETY: AVX is present (module docs).
+            Self(unsafe { $intrinsic(self.0, o.0) })
+        }
+    };
+}
+
+impl SimdF32 for F32x8 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: AVX is present (module docs).
+        Self(unsafe { _mm256_set1_ps(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: 8 readable f32 at p (caller); AVX is present (module docs).
+        Self(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: 8 writable f32 at p (caller); AVX is present (module docs).
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    binary!(add, _mm256_add_ps);
+    binary!(sub, _mm256_sub_ps);
+    binary!(mul, _mm256_mul_ps);
+    binary!(div, _mm256_div_ps);
+    binary!(max, _mm256_max_ps);
+    binary!(min, _mm256_min_ps);
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        // SAFETY: FMA is present (module docs).
+        Self(unsafe { _mm256_fmadd_ps(self.0, a.0, b.0) })
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: AVX is present (module docs).
+        Self(unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0) })
+    }
+    #[inline(always)]
+    fn select_gt(self, o: Self, a: Self, b: Self) -> Self {
+        // SAFETY: AVX is present (module docs).
+        Self(unsafe { _mm256_blendv_ps(b.0, a.0, _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, o.0)) })
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        // SAFETY: AVX is present (module docs).
+        Self(unsafe {
+            _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
+        })
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        // SAFETY: AVX2 is present (module docs).
+        Self(unsafe {
+            let e = _mm256_add_epi32(_mm256_cvtps_epi32(self.0), _mm256_set1_epi32(127));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+        })
+    }
+}
+
+pub(crate) struct Avx2Fma;
+
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_6x16(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rs: usize,
+    cs: usize,
+    m: usize,
+    n: usize,
+    epi: &Epilogue,
+) {
+    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
+    unsafe { tile::<F32x8, 6, 2>(kc, a, b, c, rs, cs, m, n, epi) }
+}
+
+impl Microkernel for Avx2Fma {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    #[inline(always)]
+    unsafe fn run(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        rs: usize,
+        cs: usize,
+        m: usize,
+        n: usize,
+        epi: &Epilogue,
+    ) {
+        // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
+        unsafe { run_6x16(kc, a, b, c, rs, cs, m, n, epi) }
+    }
+}

@@ -1,0 +1,95 @@
+//! The aarch64 NEON microkernel: 8×12 (BLIS' Cortex-A57 shape), 24 of the 32 q-registers as
+//! accumulators. NEON is part of the aarch64 baseline, so no run-time check is needed.
+
+use std::arch::aarch64::*;
+
+use super::{Epilogue, Microkernel, tile};
+use crate::cpu::simd::SimdF32;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct F32x4(float32x4_t);
+
+macro_rules! binary {
+    ($name:ident, $intrinsic:ident) => {
+        #[inline(always)]
+        fn $name(self, o: Self) -> Self {
+            // SAFETY: NEON is in the aarch64 baseline.
+            Self(unsafe { $intrinsic(self.0, o.0) })
+        }
+    };
+}
+
+impl SimdF32 for F32x4 {
+    const LANES: usize = 4;
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: NEON is in the aarch64 baseline.
+        Self(unsafe { vdupq_n_f32(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: 4 readable f32 at p (caller).
+        Self(unsafe { vld1q_f32(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: 4 writable f32 at p (caller).
+        unsafe { vst1q_f32(p, self.0) }
+    }
+    binary!(add, vaddq_f32);
+    binary!(sub, vsubq_f32);
+    binary!(mul, vmulq_f32);
+    binary!(div, vdivq_f32);
+    binary!(max, vmaxq_f32);
+    binary!(min, vminq_f32);
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        // SAFETY: NEON is in the aarch64 baseline. vfmaq(b, self, a) = b + self·a, fused.
+        Self(unsafe { vfmaq_f32(b.0, self.0, a.0) })
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: NEON is in the aarch64 baseline.
+        Self(unsafe { vabsq_f32(self.0) })
+    }
+    #[inline(always)]
+    fn select_gt(self, o: Self, a: Self, b: Self) -> Self {
+        // SAFETY: NEON is in the aarch64 baseline.
+        Self(unsafe { vbslq_f32(vcgtq_f32(self.0, o.0), a.0, b.0) })
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        // SAFETY: NEON is in the aarch64 baseline.
+        Self(unsafe { vrndnq_f32(self.0) })
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        // SAFETY: NEON is in the aarch64 baseline.
+        Self(unsafe {
+            let e = vaddq_s32(vcvtnq_s32_f32(self.0), vdupq_n_s32(127));
+            vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
+        })
+    }
+}
+
+pub(crate) struct Neon;
+
+impl Microkernel for Neon {
+    const MR: usize = 8;
+    const NR: usize = 12;
+    #[inline]
+    unsafe fn run(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        rs: usize,
+        cs: usize,
+        m: usize,
+        n: usize,
+        epi: &Epilogue,
+    ) {
+        // SAFETY: forwarded contract; NEON is in the aarch64 baseline.
+        unsafe { tile::<F32x4, 8, 3>(kc, a, b, c, rs, cs, m, n, epi) }
+    }
+}

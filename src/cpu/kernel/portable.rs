@@ -1,0 +1,102 @@
+//! The portable microkernel: 6×8 over `wide::f32x8`, for any CPU without a dedicated kernel.
+//!
+//! `wide` picks its instructions at compile time (two SSE halves on baseline x86_64, one NEON
+//! pair on aarch64), so this kernel needs no runtime feature check and is always safe to call.
+
+use wide::{CmpGt, f32x8};
+
+use super::{Epilogue, Microkernel, tile};
+use crate::cpu::simd::SimdF32;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct F32x8(f32x8);
+
+impl SimdF32 for F32x8 {
+    const LANES: usize = 8;
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        Self(f32x8::splat(x))
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable f32 at p.
+        Self(f32x8::from(unsafe {
+            p.cast::<[f32; 8]>().read_unaligned()
+        }))
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 8 writable f32 at p.
+        unsafe { p.cast::<[f32; 8]>().write_unaligned(self.0.to_array()) }
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Self(self.0 + o.0)
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Self(self.0 - o.0)
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        Self(self.0 * o.0)
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        Self(self.0 / o.0)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        Self(self.0.mul_add(a.0, b.0))
+    }
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        Self(self.0.fast_max(o.0))
+    }
+    #[inline(always)]
+    fn min(self, o: Self) -> Self {
+        Self(self.0.fast_min(o.0))
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        Self(self.0.abs())
+    }
+    #[inline(always)]
+    fn select_gt(self, o: Self, a: Self, b: Self) -> Self {
+        Self(self.0.cmp_gt(o.0).blend(a.0, b.0))
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        Self(self.0.round())
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        let n = self.0.to_array();
+        Self(f32x8::from(
+            n.map(|e| f32::from_bits(((e as i32 + 127) as u32) << 23)),
+        ))
+    }
+}
+
+/// 6×8: 12 SSE accumulators (or 6 AVX ones when built with AVX), the most that fit 16 registers.
+pub(crate) struct Portable;
+
+impl Microkernel for Portable {
+    const MR: usize = 6;
+    const NR: usize = 8;
+    #[inline]
+    unsafe fn run(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        rs: usize,
+        cs: usize,
+        m: usize,
+        n: usize,
+        epi: &Epilogue,
+    ) {
+        // SAFETY: forwarded contract; F32x8 needs no CPU feature beyond the build's.
+        unsafe { tile::<F32x8, 6, 1>(kc, a, b, c, rs, cs, m, n, epi) }
+    }
+}

@@ -1,0 +1,272 @@
+//! The CPU backend: BLIS-style packed GEMM with a fused bias + activation epilogue.
+//!
+//! [`Cpu`] holds the choices (microkernel, thread count); [`dense`] and [`gemm`] use the default
+//! one, configured from the environment (`DENSECORE_KERNEL`, `DENSECORE_THREADS`).
+
+mod driver;
+pub(crate) mod kernel;
+mod pack;
+pub(crate) mod simd;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::matrix::{MatMut, MatRef};
+use crate::validate;
+use driver::{Blocking, Problem};
+use pack::Block;
+
+pub use simd::VECTOR_ACTIVATION_TOLERANCE;
+
+/// A CPU microkernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kernel {
+    /// 6×8 over `wide::f32x8`: any CPU, instructions chosen at build time.
+    Portable,
+    /// 6×16 AVX2+FMA intrinsics (x86_64, detected at run time).
+    Avx2Fma,
+    /// 8×12 NEON intrinsics (aarch64).
+    Neon,
+}
+
+impl Kernel {
+    /// Every kernel, available here or not.
+    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2Fma, Kernel::Neon];
+
+    /// The name `DENSECORE_KERNEL` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::Avx2Fma => "avx2",
+            Kernel::Neon => "neon",
+        }
+    }
+
+    /// Whether this build, on this CPU, can run the kernel (detected once, then cached).
+    pub fn is_available(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => {
+                static AVX2_FMA: OnceLock<bool> = OnceLock::new();
+                *AVX2_FMA.get_or_init(|| {
+                    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+                })
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The kernels this machine can run, fastest last.
+    pub fn available() -> Vec<Kernel> {
+        Self::ALL.into_iter().filter(|k| k.is_available()).collect()
+    }
+
+    /// The fastest kernel this machine can run.
+    pub fn best() -> Kernel {
+        *Self::available().last().unwrap_or(&Kernel::Portable)
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Kernel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim())
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown CPU kernel {s:?}")))
+    }
+}
+
+/// The CPU backend's configuration: which microkernel runs and on how many threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cpu {
+    kernel: Kernel,
+    threads: usize,
+}
+
+impl Default for Cpu {
+    /// The fastest kernel, one thread.
+    fn default() -> Self {
+        Self {
+            kernel: Kernel::best(),
+            threads: 1,
+        }
+    }
+}
+
+impl Cpu {
+    /// The default configuration overridden by `DENSECORE_KERNEL` (`portable`, `avx2`, `neon`)
+    /// and `DENSECORE_THREADS`, so tests and benchmarks can force a path.
+    pub fn from_env() -> Result<Self> {
+        let mut cpu = Self::default();
+        if let Ok(name) = std::env::var("DENSECORE_KERNEL") {
+            cpu = cpu.with_kernel(name.parse()?)?;
+        }
+        if let Ok(t) = std::env::var("DENSECORE_THREADS") {
+            let t = t.trim().parse().map_err(|_| {
+                Error::InvalidArgument(format!("DENSECORE_THREADS={t:?} is not a count"))
+            })?;
+            cpu = cpu.with_threads(t);
+        }
+        Ok(cpu)
+    }
+
+    /// Uses `kernel`, or fails if this machine cannot run it.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Result<Self> {
+        if !kernel.is_available() {
+            let names: Vec<_> = Kernel::available().iter().map(|k| k.name()).collect();
+            return Err(Error::KernelUnavailable(kernel.name(), names.join(", ")));
+        }
+        self.kernel = kernel;
+        Ok(self)
+    }
+
+    /// Uses up to `threads` threads (at least one).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// The microkernel in use.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// The thread count in use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// `y = act(x·w + bias)`: `x` is m×k, `w` k×n (the Keras kernel layout), `bias` n, `y` m×n.
+    /// Bias and activation are applied in the microkernel's epilogue (softmax/log_softmax right
+    /// after each row block). NaN and ∞ in the inputs propagate as in IEEE arithmetic.
+    pub fn dense(
+        &self,
+        x: MatRef<'_>,
+        w: MatRef<'_>,
+        bias: Option<&[f32]>,
+        act: Activation,
+        mut y: MatMut<'_>,
+    ) -> Result<()> {
+        let (m, k, n) = validate::dense(&x, &w, bias, &y)?;
+        self.run(&problem(m, k, n, 1.0, &x, &w, 0.0, &mut y, bias, act));
+        Ok(())
+    }
+
+    /// `c = alpha·a·b + beta·c`; `beta = 0` never reads `c` (it may hold NaN).
+    pub fn gemm(
+        &self,
+        alpha: f32,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        beta: f32,
+        mut c: MatMut<'_>,
+    ) -> Result<()> {
+        let (m, k, n) = validate::gemm(&a, &b, &c)?;
+        self.run(&problem(
+            m,
+            k,
+            n,
+            alpha,
+            &a,
+            &b,
+            beta,
+            &mut c,
+            None,
+            Activation::Linear,
+        ));
+        Ok(())
+    }
+
+    fn run(&self, p: &Problem<'_>) {
+        let blocking = Blocking {
+            mc: 144,
+            kc: 256,
+            nc: 4080,
+        };
+        // SAFETY: `problem` built p from validated views; the kernel's availability was checked
+        // when this Cpu was configured (with_kernel) or chosen (best).
+        unsafe {
+            match self.kernel {
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2Fma => driver::gemm::<kernel::avx2::Avx2Fma>(p, blocking),
+                #[cfg(target_arch = "aarch64")]
+                Kernel::Neon => driver::gemm::<kernel::neon::Neon>(p, blocking),
+                _ => driver::gemm::<kernel::portable::Portable>(p, blocking),
+            }
+        }
+    }
+}
+
+/// The raw form of validated views.
+#[allow(clippy::too_many_arguments)]
+fn problem<'a>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &MatRef<'_>,
+    b: &MatRef<'_>,
+    beta: f32,
+    c: &mut MatMut<'_>,
+    bias: Option<&'a [f32]>,
+    act: Activation,
+) -> Problem<'a> {
+    let block = |v: &MatRef<'_>| Block {
+        ptr: v.data().as_ptr(),
+        rs: v.row_stride(),
+        cs: v.col_stride(),
+    };
+    Problem {
+        m,
+        k,
+        n,
+        a: block(a),
+        b: block(b),
+        rsc: c.row_stride(),
+        csc: c.col_stride(),
+        c: c.data_mut().as_mut_ptr(),
+        alpha,
+        beta,
+        bias,
+        act,
+    }
+}
+
+fn default_cpu() -> Result<&'static Cpu> {
+    static DEFAULT: OnceLock<Result<Cpu>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(Cpu::from_env)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// `y = act(x·w + bias)` on the default CPU configuration (see [`Cpu::dense`], [`Cpu::from_env`]).
+pub fn dense(
+    x: MatRef<'_>,
+    w: MatRef<'_>,
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: MatMut<'_>,
+) -> Result<()> {
+    default_cpu()?.dense(x, w, bias, act, y)
+}
+
+/// `c = alpha·a·b + beta·c` on the default CPU configuration (see [`Cpu::gemm`]).
+pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) -> Result<()> {
+    default_cpu()?.gemm(alpha, a, b, beta, c)
+}

@@ -1,0 +1,76 @@
+//! Packing: copies blocks of A and B into the panel layouts the microkernels stream through.
+//!
+//! A block (mc × kc) becomes ⌈mc/MR⌉ panels, each `kc` steps of `MR` consecutive rows;
+//! B block (kc × nc) becomes ⌈nc/NR⌉ panels, each `kc` steps of `NR` consecutive columns.
+//! Rows and columns past the matrix edge are zero, so the kernels never branch on edges in the
+//! K loop.
+
+/// A strided source block: element (i, j) at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Block {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// Packs the `mc × kc` block of A into `MR`-row panels in `out` (⌈mc/MR⌉·MR·kc values).
+///
+/// # Safety
+/// Every (i, p) with i < mc, p < kc is readable in `a`; `out` holds the packed size.
+pub(crate) unsafe fn pack_a(mr: usize, a: Block, mc: usize, kc: usize, out: &mut [f32]) {
+    if kc == 0 {
+        return;
+    }
+    for (panel, dst) in out
+        .chunks_exact_mut(mr * kc)
+        .take(mc.div_ceil(mr))
+        .enumerate()
+    {
+        let i0 = panel * mr;
+        let rows = mr.min(mc - i0);
+        for i in 0..rows {
+            // SAFETY: row i0 + i < mc is inside the block.
+            let src = unsafe { a.ptr.add((i0 + i) * a.rs) };
+            for p in 0..kc {
+                // SAFETY: p < kc is inside the block.
+                dst[p * mr + i] = unsafe { *src.add(p * a.cs) };
+            }
+        }
+        for p in 0..kc {
+            dst[p * mr + rows..(p + 1) * mr].fill(0.0);
+        }
+    }
+}
+
+/// Packs the `kc × nc` block of B into `NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values).
+///
+/// # Safety
+/// Every (p, j) with p < kc, j < nc is readable in `b`; `out` holds the packed size.
+pub(crate) unsafe fn pack_b(nr: usize, b: Block, kc: usize, nc: usize, out: &mut [f32]) {
+    if kc == 0 {
+        return;
+    }
+    for (panel, dst) in out
+        .chunks_exact_mut(nr * kc)
+        .take(nc.div_ceil(nr))
+        .enumerate()
+    {
+        let j0 = panel * nr;
+        let cols = nr.min(nc - j0);
+        for p in 0..kc {
+            let row = &mut dst[p * nr..(p + 1) * nr];
+            // SAFETY: row p < kc and columns j0..j0+cols < nc are inside the block.
+            unsafe {
+                let src = b.ptr.add(p * b.rs + j0 * b.cs);
+                if b.cs == 1 {
+                    std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), cols);
+                } else {
+                    for (j, d) in row[..cols].iter_mut().enumerate() {
+                        *d = *src.add(j * b.cs);
+                    }
+                }
+            }
+            row[cols..].fill(0.0);
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The crate's one error type: every bad input is reported, never panicked on.
+
+/// Result alias used across densecore.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in densecore's public API.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operand has the wrong number of rows or columns.
+    #[error("{operand}: expected shape {expected_rows}×{expected_cols}, got {rows}×{cols}")]
+    Shape {
+        operand: &'static str,
+        expected_rows: usize,
+        expected_cols: usize,
+        rows: usize,
+        cols: usize,
+    },
+    /// A vector operand (such as the bias) has the wrong length.
+    #[error("{operand}: expected length {expected}, got {len}")]
+    Length {
+        operand: &'static str,
+        expected: usize,
+        len: usize,
+    },
+    /// The slice behind a view is shorter than its shape and strides reach.
+    #[error("{operand}: buffer of {len} elements is too short, the view needs {needed}")]
+    BufferTooShort {
+        operand: &'static str,
+        needed: usize,
+        len: usize,
+    },
+    /// Index arithmetic of a view would overflow `usize`.
+    #[error("{operand}: shape and strides overflow the address space")]
+    Overflow { operand: &'static str },
+    /// An output view whose strides make two elements share memory.
+    #[error("{operand}: output strides ({row_stride}, {col_stride}) alias elements")]
+    AliasedOutput {
+        operand: &'static str,
+        row_stride: usize,
+        col_stride: usize,
+    },
+    /// A name that is not a known activation.
+    #[error("unknown activation {0:?}")]
+    UnknownActivation(String),
+    /// A CPU kernel was asked for that this machine (or build) cannot run.
+    #[error("kernel {0} is not available on this CPU (available: {1})")]
+    KernelUnavailable(&'static str, String),
+    /// Some input value is not a valid argument (NaN where a finite number is needed, …).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}

@@ -1,0 +1,33 @@
+//! # densecore
+//!
+//! The dense-layer core `y = activation(x·W + b)`, fused and fast: `x` is (batch × in), `W` is
+//! (in × units) like the Keras kernel, and both may have any strides, so transposed operands
+//! need no copy. Bias and activation are applied while the output tile is in registers.
+//!
+//! ```
+//! use densecore::{Activation, MatMut, MatRef};
+//!
+//! let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]; // 2 × 5
+//! let x = [73.0, 84.0, 34.0, 76.0]; // 2 × 2
+//! let mut y = [0.0f32; 10];
+//! densecore::cpu::dense(
+//!     MatRef::row_major(&x, 2, 2),
+//!     MatRef::row_major(&w, 2, 5),
+//!     None,
+//!     Activation::Relu,
+//!     MatMut::row_major(&mut y, 2, 5),
+//! )?;
+//! assert_eq!(y[..5], [577.0, 734.0, 891.0, 1048.0, 1205.0]);
+//! # Ok::<(), densecore::Error>(())
+//! ```
+
+pub mod activation;
+pub mod cpu;
+pub mod error;
+pub mod matrix;
+pub mod reference;
+mod validate;
+
+pub use activation::Activation;
+pub use error::{Error, Result};
+pub use matrix::{MatMut, MatRef};

@@ -1,0 +1,397 @@
+//! Every CPU kernel available here, pinned to the f64 reference: random shapes around the tile
+//! and block sizes, random strides (transposed, padded, non-contiguous), every activation, with
+//! and without bias, alpha/beta accumulation; outputs pre-filled with NaN.
+
+use densecore::cpu::{Cpu, Kernel, VECTOR_ACTIVATION_TOLERANCE};
+use densecore::{Activation, Error, MatMut, MatRef, reference};
+use proptest::prelude::*;
+
+/// How a matrix is laid out in its buffer.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    RowMajor,
+    ColMajor,
+    /// Row-major with `pad` unused elements after each row.
+    Padded(usize),
+    /// Every other element, rows further apart still: neither stride is 1.
+    Strided,
+}
+
+impl Layout {
+    /// (row stride, column stride, buffer length) for rows × cols.
+    fn strides(self, rows: usize, cols: usize) -> (usize, usize, usize) {
+        let (rs, cs) = match self {
+            Layout::RowMajor => (cols, 1),
+            Layout::ColMajor => (1, rows),
+            Layout::Padded(pad) => (cols + pad, 1),
+            Layout::Strided => (2 * cols + 3, 2),
+        };
+        let len = if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        };
+        (rs, cs, len)
+    }
+}
+
+fn layout() -> impl Strategy<Value = Layout> {
+    prop_oneof![
+        Just(Layout::RowMajor),
+        Just(Layout::ColMajor),
+        (1usize..5).prop_map(Layout::Padded),
+        Just(Layout::Strided),
+    ]
+}
+
+/// A matrix stored in a buffer with sentinel NaN wherever the view does not reach.
+#[derive(Clone, Debug)]
+struct Stored {
+    buf: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Stored {
+    fn new(rows: usize, cols: usize, layout: Layout, value: impl Fn(usize, usize) -> f32) -> Self {
+        let (rs, cs, len) = layout.strides(rows, cols);
+        let mut buf = vec![f32::NAN; len + 3];
+        for i in 0..rows {
+            for j in 0..cols {
+                buf[i * rs + j * cs] = value(i, j);
+            }
+        }
+        Self {
+            buf,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+    fn view(&self) -> MatRef<'_> {
+        MatRef::new(&self.buf, self.rows, self.cols, self.rs, self.cs)
+    }
+    fn view_mut(&mut self) -> MatMut<'_> {
+        MatMut::new(&mut self.buf, self.rows, self.cols, self.rs, self.cs)
+    }
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.buf[i * self.rs + j * self.cs]
+    }
+    /// Elements outside the view must still be the NaN sentinel.
+    fn assert_outside_untouched(&self) {
+        let mut inside = vec![false; self.buf.len()];
+        for i in 0..self.rows {
+            for j in 0..self.cols {
+                inside[i * self.rs + j * self.cs] = true;
+            }
+        }
+        for (idx, (&v, &ins)) in self.buf.iter().zip(&inside).enumerate() {
+            assert!(
+                ins || v.is_nan(),
+                "element {idx} outside the view was written: {v}"
+            );
+        }
+    }
+}
+
+/// Sizes at and around the tile (6, 8, 12, 16) and block (kc 256, mc 144) edges.
+fn dim_m() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![0, 1, 2, 5, 6, 7, 8, 11, 12, 13, 17, 31, 143, 145])
+}
+fn dim_k() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![0, 1, 2, 3, 7, 16, 31, 64, 255, 256, 257])
+}
+fn dim_n() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![0, 1, 3, 7, 8, 10, 12, 15, 16, 17, 24, 31, 33, 64])
+}
+
+fn kernels() -> Vec<Cpu> {
+    Kernel::available()
+        .into_iter()
+        .map(|k| Cpu::default().with_kernel(k).unwrap())
+        .collect()
+}
+
+/// Random values from a seed, in [-1, 1).
+fn uniform(seed: u64) -> impl Fn(usize, usize) -> f32 {
+    move |i, j| {
+        let mut h = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (j as u64) << 32;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 33;
+        (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// The tolerance, stated once: the rounding bound of a k-term f32 dot product,
+/// `k·eps·Σ|x||w|` (plus the bias' rounding), carried through the activation by its slope,
+/// plus the vectorized activation's own bound.
+fn tolerance(act: Activation, k: usize, magnitude: f64, z: f64, y: f64, row_slack: f64) -> f64 {
+    let eps = f32::EPSILON as f64;
+    let tol_z = (k as f64 + 2.0) * eps * magnitude;
+    let act_tol = VECTOR_ACTIVATION_TOLERANCE as f64 * (1.0 + y.abs());
+    match act {
+        Activation::Softmax => 2.0 * y.abs() * row_slack + act_tol,
+        Activation::LogSoftmax => 2.0 * row_slack + act_tol,
+        _ => {
+            let slope = act.derivative(z).unwrap().abs().max(1.0);
+            2.0 * slope * tol_z + act_tol
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(160))]
+
+    #[test]
+    fn dense_matches_reference(
+        m in dim_m(), k in dim_k(), n in dim_n(),
+        lx in layout(), lw in layout(), ly in layout(),
+        act in prop::sample::select(Activation::ALL.to_vec()),
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let x = Stored::new(m, k, lx, uniform(seed));
+        let w = Stored::new(k, n, lw, uniform(seed ^ 1));
+        let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
+        let bias = with_bias.then_some(bias.as_slice());
+
+        let mut want = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), bias, act, want.view_mut()).unwrap();
+        let mut z = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), bias, Activation::Linear, z.view_mut()).unwrap();
+
+        for cpu in kernels() {
+            let mut y = Stored::new(m, n, ly, |_, _| f32::NAN);
+            cpu.dense(x.view(), w.view(), bias, act, y.view_mut()).unwrap();
+            y.assert_outside_untouched();
+            for i in 0..m {
+                let mag = |j: usize| -> f64 {
+                    (0..k).map(|p| (x.at(i, p) as f64 * w.at(p, j) as f64).abs()).sum::<f64>()
+                        + bias.map_or(0.0, |b| b[j].abs() as f64)
+                };
+                let eps = f32::EPSILON as f64;
+                let row_slack = (0..n).map(|j| (k as f64 + 2.0) * eps * mag(j)).fold(0.0, f64::max);
+                for j in 0..n {
+                    let (got, exp) = (y.at(i, j) as f64, want.at(i, j) as f64);
+                    let tol = tolerance(act, k, mag(j), z.at(i, j) as f64, exp, row_slack);
+                    prop_assert!(
+                        (got - exp).abs() <= tol || got == exp,
+                        "{:?} {act} m={m} k={k} n={n} ({i},{j}): got {got}, want {exp}, tol {tol}",
+                        cpu.kernel()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_accumulates_like_reference(
+        m in dim_m(), k in dim_k(), n in dim_n(),
+        la in layout(), lb in layout(), lc in layout(),
+        alpha in prop::sample::select(vec![1.0f32, -0.5, 2.0]),
+        beta in prop::sample::select(vec![0.0f32, 1.0, 0.25]),
+        seed in any::<u64>(),
+    ) {
+        let a = Stored::new(m, k, la, uniform(seed));
+        let b = Stored::new(k, n, lb, uniform(seed ^ 1));
+        // beta = 0 must not read C: fill it with NaN then.
+        let c0 = if beta == 0.0 { |_: usize, _: usize| f32::NAN } else { |i: usize, j: usize| (i + 2 * j) as f32 * 0.125 };
+        let mut want = Stored::new(m, n, Layout::RowMajor, c0);
+        reference::gemm(alpha, a.view(), b.view(), beta, want.view_mut()).unwrap();
+        for cpu in kernels() {
+            let mut c = Stored::new(m, n, lc, c0);
+            cpu.gemm(alpha, a.view(), b.view(), beta, c.view_mut()).unwrap();
+            c.assert_outside_untouched();
+            for i in 0..m {
+                for j in 0..n {
+                    let mag: f64 = (0..k).map(|p| (a.at(i, p) as f64 * b.at(p, j) as f64).abs()).sum();
+                    let prior = if beta == 0.0 { 0.0 } else { (beta * c0(i, j)).abs() as f64 };
+                    let tol = (k as f64 + 3.0) * f32::EPSILON as f64 * (alpha.abs() as f64 * mag + prior);
+                    let (got, exp) = (c.at(i, j) as f64, want.at(i, j) as f64);
+                    prop_assert!((got - exp).abs() <= tol, "{:?} ({i},{j}) got {got} want {exp}", cpu.kernel());
+                }
+            }
+        }
+    }
+
+    /// Small integers make every partial sum exact in f32: all kernels must agree bit for bit.
+    #[test]
+    fn integer_products_are_exact(
+        m in dim_m(), k in dim_k(), n in dim_n(), lx in layout(), lw in layout(), seed in any::<u64>(),
+    ) {
+        let int = |s: u64| move |i, j| (uniform(s)(i, j) * 8.0).round();
+        let x = Stored::new(m, k, lx, int(seed));
+        let w = Stored::new(k, n, lw, int(seed ^ 1));
+        let mut want = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), None, Activation::Relu, want.view_mut()).unwrap();
+        for cpu in kernels() {
+            let mut y = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+            cpu.dense(x.view(), w.view(), None, Activation::Relu, y.view_mut()).unwrap();
+            let bits = |s: &Stored| s.buf.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&y), bits(&want), "{:?}", cpu.kernel());
+        }
+    }
+}
+
+#[test]
+fn known_answer_keras_example() {
+    let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+    let x = [73.0, 84.0, 34.0, 76.0];
+    let bias = [0.0; 5];
+    for cpu in kernels() {
+        let mut y = [f32::NAN; 10];
+        cpu.dense(
+            MatRef::row_major(&x, 2, 2),
+            MatRef::row_major(&w, 2, 5),
+            Some(&bias),
+            Activation::Linear,
+            MatMut::row_major(&mut y, 2, 5),
+        )
+        .unwrap();
+        assert_eq!(
+            y,
+            [
+                577.0, 734.0, 891.0, 1048.0, 1205.0, 490.0, 600.0, 710.0, 820.0, 930.0
+            ],
+            "{:?}",
+            cpu.kernel()
+        );
+    }
+}
+
+#[test]
+fn k_zero_gives_activation_of_bias() {
+    let bias = [-1.0, 0.5, 2.0];
+    for cpu in kernels() {
+        let mut y = [f32::NAN; 6];
+        cpu.dense(
+            MatRef::row_major(&[], 2, 0),
+            MatRef::row_major(&[], 0, 3),
+            Some(&bias),
+            Activation::Relu,
+            MatMut::row_major(&mut y, 2, 3),
+        )
+        .unwrap();
+        assert_eq!(y, [0.0, 0.5, 2.0, 0.0, 0.5, 2.0]);
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let cpu = Cpu::default();
+    let buf = [1.0f32; 12];
+    let mut out = [0.0f32; 12];
+    let x = MatRef::row_major(&buf, 2, 3);
+    let run = |x: MatRef<'_>, w: MatRef<'_>, bias: Option<&[f32]>, y: MatMut<'_>| {
+        cpu.dense(x, w, bias, Activation::Relu, y)
+    };
+
+    // W has 2 rows but x has 3 columns.
+    let err = run(
+        x,
+        MatRef::row_major(&buf, 2, 4),
+        None,
+        MatMut::row_major(&mut out, 2, 4),
+    );
+    assert!(
+        matches!(
+            err,
+            Err(Error::Shape {
+                operand: "w",
+                expected_rows: 3,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // y has the wrong shape.
+    let err = run(
+        x,
+        MatRef::row_major(&buf, 3, 4),
+        None,
+        MatMut::row_major(&mut out, 3, 4),
+    );
+    assert!(
+        matches!(err, Err(Error::Shape { operand: "y", .. })),
+        "{err:?}"
+    );
+    // Bias of the wrong length.
+    let err = run(
+        x,
+        MatRef::row_major(&buf, 3, 4),
+        Some(&[0.0; 3]),
+        MatMut::row_major(&mut out, 2, 4),
+    );
+    assert_eq!(
+        err,
+        Err(Error::Length {
+            operand: "bias",
+            expected: 4,
+            len: 3
+        })
+    );
+    // Short slice behind x.
+    let err = run(
+        MatRef::row_major(&buf[..5], 2, 3),
+        MatRef::row_major(&buf, 3, 4),
+        None,
+        MatMut::row_major(&mut out, 2, 4),
+    );
+    assert_eq!(
+        err,
+        Err(Error::BufferTooShort {
+            operand: "x",
+            needed: 6,
+            len: 5
+        })
+    );
+    // Strides whose index arithmetic overflows.
+    let err = run(
+        MatRef::new(&buf, 2, 3, usize::MAX / 2, 1),
+        MatRef::row_major(&buf, 3, 4),
+        None,
+        MatMut::row_major(&mut out, 2, 4),
+    );
+    assert_eq!(err, Err(Error::Overflow { operand: "x" }));
+    // An output whose rows share memory.
+    let err = run(
+        x,
+        MatRef::row_major(&buf, 3, 4),
+        None,
+        MatMut::new(&mut out, 2, 4, 0, 1),
+    );
+    assert!(
+        matches!(err, Err(Error::AliasedOutput { operand: "y", .. })),
+        "{err:?}"
+    );
+    // gemm names its own operands.
+    let err = cpu.gemm(
+        1.0,
+        x,
+        MatRef::row_major(&buf, 2, 2),
+        0.0,
+        MatMut::row_major(&mut out, 2, 2),
+    );
+    assert!(
+        matches!(err, Err(Error::Shape { operand: "b", .. })),
+        "{err:?}"
+    );
+    // A kernel this machine cannot run, and names that are not kernels or activations.
+    let missing = Kernel::ALL.into_iter().find(|k| !k.is_available()).unwrap();
+    assert!(matches!(
+        Cpu::default().with_kernel(missing),
+        Err(Error::KernelUnavailable(..))
+    ));
+    assert!(matches!(
+        "avx3".parse::<Kernel>(),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        "relu7".parse::<Activation>(),
+        Err(Error::UnknownActivation(_))
+    ));
+}
