@@ -17,6 +17,8 @@ pub(crate) struct Blocking {
     pub mc: usize,
     pub kc: usize,
     pub nc: usize,
+    /// L2 bytes per core, for choosing between the thin and the blocked path.
+    pub l2: usize,
 }
 
 /// One validated `C ← act(alpha·A·B + beta·C + bias)` problem in raw form, with an optional
@@ -60,13 +62,22 @@ pub(crate) enum Path {
 
 /// The path for a problem.
 pub(crate) fn plan<K: Microkernel>(p: &Problem<'_>, blk: Blocking) -> Path {
-    if p.m <= 2 * K::MR - 4 && p.b.cs == 1 {
+    // Thin tiles re-stream B once per MR rows: right for a few rows, and for a few dozen while
+    // B stays in L2 (then packing would cost more than it saves).
+    let b_bytes = p.k * p.n * std::mem::size_of::<f32>();
+    let thin_rows = if b_bytes <= blk.l2 * 3 / 4 {
+        64
+    } else {
+        K::MR + 2
+    };
+    if p.m <= thin_rows && p.b.cs == 1 {
         return Path::Thin;
     }
     // Even K blocks: a short last block would pay a full epilogue for little work.
     let k_blocks = p.k.div_ceil(blk.kc).max(1);
     Path::Blocked {
-        pack_a: !(p.a.cs == 1 && p.n <= 2 * K::NR),
+        // Row-contiguous A is read in place (as fast here, and no copy); other strides packed.
+        pack_a: p.a.cs != 1,
         kc: p.k.div_ceil(k_blocks).max(1),
     }
 }
