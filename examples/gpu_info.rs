@@ -19,9 +19,25 @@ fn main() -> densecore::Result<()> {
     let b: Vec<f32> = (0..n).map(|j| j as f32 * 0.25).collect();
     let (mut got, mut want) = (vec![0.0; m * n], vec![0.0; m * n]);
     let (x, w) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, k, n));
-    gpu.dense_host(x, w, Some(&b), Activation::Tanh, MatMut::row_major(&mut got, m, n))?;
-    reference::dense(x, w, Some(&b), Activation::Tanh, MatMut::row_major(&mut want, m, n))?;
-    let err = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f32::max);
+    gpu.dense_host(
+        x,
+        w,
+        Some(&b),
+        Activation::Tanh,
+        MatMut::row_major(&mut got, m, n),
+    )?;
+    reference::dense(
+        x,
+        w,
+        Some(&b),
+        Activation::Tanh,
+        MatMut::row_major(&mut want, m, n),
+    )?;
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f32::max);
     println!(
         "tanh(x·W + b), {m}×{k}×{n} with the {} kernel: max |GPU − reference| = {err:e}",
         gpu.kernel(m)

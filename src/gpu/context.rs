@@ -67,9 +67,15 @@ impl fmt::Debug for Context {
     }
 }
 
-fn instance() -> wgpu::Instance {
-    // `with_env` honours WGPU_BACKEND, WGPU_ADAPTER_NAME's friends and the debug flags.
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env())
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    // `with_env` lets WGPU_BACKEND and the debug flags override the defaults.
+    wgpu::Instance::new(
+        wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        }
+        .with_env(),
+    )
 }
 
 impl Context {
@@ -77,7 +83,12 @@ impl Context {
     /// `WGPU_ADAPTER_NAME` choose another), with the adapter's own limits so the largest
     /// storage buffers it allows can be bound.
     pub fn new() -> Result<Self> {
-        let instance = instance();
+        Self::with_backends(wgpu::Backends::all())
+    }
+
+    /// [`Context::new`] restricted to some graphics APIs (`WGPU_BACKEND` still overrides).
+    pub fn with_backends(backends: wgpu::Backends) -> Result<Self> {
+        let instance = instance(backends);
         let options = wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::from_env()
                 .unwrap_or(wgpu::PowerPreference::HighPerformance),
@@ -156,7 +167,9 @@ impl Context {
 
     /// Every adapter this machine offers (for diagnostics; see `examples/gpu_info.rs`).
     pub fn adapters() -> Vec<AdapterSummary> {
-        let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+        let adapters = pollster::block_on(
+            instance(wgpu::Backends::all()).enumerate_adapters(wgpu::Backends::all()),
+        );
         adapters
             .iter()
             .map(|a| {

@@ -75,9 +75,9 @@ struct Tiles {
 
 const CPU_TILES: Tiles = Tiles {
     register: Body::Register {
-        tm: 4,
-        wg_x: 8,
-        wg_y: 8,
+        tm: 8,
+        wg_x: 16,
+        wg_y: 4,
     },
     tiled: Body::Tiled {
         tm: 4,
@@ -271,6 +271,11 @@ impl Kernels {
                 cache: Mutex::new(HashMap::new()),
             }
         })
+    }
+
+    /// Switches to the tile table for `class` (compiled pipelines keep their own shapes).
+    pub(crate) fn set_tiles(&mut self, class: AdapterClass, limits: &wgpu::Limits) {
+        self.tiles = Tiles::for_adapter(class, limits);
     }
 
     /// The compiled pipeline for `key`, compiling it on first use.

@@ -54,7 +54,12 @@ impl GpuMatrix {
     }
 
     /// An uninitialized-free rows×cols matrix: wgpu zero-fills new buffers.
-    pub(crate) fn zeros(ctx: &Context, operand: &'static str, rows: usize, cols: usize) -> Result<Self> {
+    pub(crate) fn zeros(
+        ctx: &Context,
+        operand: &'static str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
         let size = buffer_size(ctx, operand, rows, cols)?;
         let buffer = ctx.scoped(|| {
             ctx.device().create_buffer(&wgpu::BufferDescriptor {
@@ -78,7 +83,12 @@ impl GpuMatrix {
     }
 
     /// Overwrites the matrix with `m`, which must have the same shape.
-    pub(crate) fn write(&mut self, ctx: &Context, operand: &'static str, m: MatRef<'_>) -> Result<()> {
+    pub(crate) fn write(
+        &mut self,
+        ctx: &Context,
+        operand: &'static str,
+        m: MatRef<'_>,
+    ) -> Result<()> {
         m.validate(operand, self.rows, self.cols)?;
         if self.rows == 0 || self.cols == 0 {
             return Ok(());
@@ -143,7 +153,7 @@ impl<'a> GpuRef<'a> {
     }
     /// Whether the kernel can read it as vec4 along its columns (row-major, 4 | cols).
     pub(crate) fn vec4(&self) -> bool {
-        !self.transposed && self.matrix.cols % 4 == 0
+        !self.transposed && self.matrix.cols.is_multiple_of(4)
     }
 }
 

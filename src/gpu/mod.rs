@@ -32,11 +32,18 @@ pub use context::{AdapterClass, AdapterSummary, Context};
 pub use dense::GemmKernel;
 use dense::Kernels;
 pub use matrix::{GpuMatrix, GpuRef};
+/// The wgpu version this backend is built on (for [`Context::with_backends`] and limits).
+pub use wgpu;
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::matrix::{MatMut, MatRef};
 use crate::validate;
+
+/// The largest difference between a GPU activation (`shaders/activations.wgsl`) and its scalar
+/// formula in [`Activation::apply`], relative to `1 + |result|`, that the tests accept: the
+/// Vulkan spec lets `exp` and `log` err by a few ulp more than the CPU's polynomial.
+pub const ACTIVATION_TOLERANCE: f32 = 1e-5;
 
 /// Compute passes one [`Gpu::device_time`] call can time.
 const MAX_TIMED_PASSES: u32 = 1024;
@@ -89,6 +96,13 @@ impl Gpu {
     /// Runs every GEMM with `kernel` (each variant is correct for every shape).
     pub fn with_kernel(mut self, kernel: GemmKernel) -> Self {
         self.forced = Some(kernel);
+        self
+    }
+
+    /// Uses the tile shapes (and default variants) tuned for `class` instead of the adapter's
+    /// own class, so the hardware-GPU shapes can be tested on a CPU rasterizer.
+    pub fn with_tiles_for(mut self, class: AdapterClass) -> Self {
+        self.kernels.set_tiles(class, self.ctx.limits());
         self
     }
 
@@ -221,7 +235,11 @@ impl Gpu {
         let x = GpuMatrix::upload(&self.ctx, "x", x)?;
         let w = GpuMatrix::upload(&self.ctx, "w", w)?;
         let bias = match bias {
-            Some(b) => Some(GpuMatrix::upload(&self.ctx, "bias", MatRef::row_major(b, 1, n))?),
+            Some(b) => Some(GpuMatrix::upload(
+                &self.ctx,
+                "bias",
+                MatRef::row_major(b, 1, n),
+            )?),
             None => None,
         };
         let mut out = GpuMatrix::zeros(&self.ctx, "y", m, n)?;

@@ -27,7 +27,12 @@ pub(crate) enum Body {
     /// `gemm_register.wgsl`: TM×4 outputs per invocation, WG_X×WG_Y invocations.
     Register { tm: u32, wg_x: u32, wg_y: u32 },
     /// `gemm_tiled.wgsl`: a (WG_Y·TM)×(WG_X·4) tile per workgroup, BK deep.
-    Tiled { tm: u32, wg_x: u32, wg_y: u32, bk: u32 },
+    Tiled {
+        tm: u32,
+        wg_x: u32,
+        wg_y: u32,
+        bk: u32,
+    },
     /// `gemm_small_m.wgsl`: MR rows, QUADS·4 columns, KSPLIT slices of k per workgroup.
     SmallM { mr: u32, quads: u32, ksplit: u32 },
 }
@@ -80,8 +85,16 @@ impl GemmShader {
         }
         s += &activation_functions(self.act, self.gate.unwrap_or(Activation::Linear));
         s += GEMM_COMMON;
-        s += if self.vec4_a { LOAD_A_VEC4 } else { LOAD_A_SCALAR };
-        s += if self.vec4_b { LOAD_B_VEC4 } else { LOAD_B_SCALAR };
+        s += if self.vec4_a {
+            LOAD_A_VEC4
+        } else {
+            LOAD_A_SCALAR
+        };
+        s += if self.vec4_b {
+            LOAD_B_VEC4
+        } else {
+            LOAD_B_SCALAR
+        };
         s += body;
         s
     }
