@@ -102,6 +102,7 @@ proptest! {
         trans_x in any::<bool>(), trans_w in any::<bool>(),
         act in prop::sample::select(Activation::ALL.to_vec()),
         with_bias in any::<bool>(),
+        train in any::<bool>(),
         variant in 0..VARIANTS,
         seed in any::<u64>(),
     ) {
@@ -123,8 +124,21 @@ proptest! {
                 if trans_x { gx.t() } else { gx.view() },
                 if trans_w { gw.t() } else { gw.view() },
             );
-            let mut gy = gpu.upload(MatRef::row_major(&vec![f32::NAN; m * n], m, n)).unwrap();
-            gpu.dense(xr, wr, gb.as_ref(), act, &mut gy).unwrap();
+            let nan = vec![f32::NAN; m * n];
+            let mut gy = gpu.upload(MatRef::row_major(&nan, m, n)).unwrap();
+            if train {
+                // dense_train also stores the pre-activation z.
+                let mut gz = gpu.upload(MatRef::row_major(&nan, m, n)).unwrap();
+                gpu.dense_train(xr, wr, gb.as_ref(), act, &mut gz, &mut gy).unwrap();
+                let gz = gpu.to_vec(&gz).unwrap();
+                for (idx, (&got, &exp)) in gz.iter().zip(&z).enumerate() {
+                    let mag: f64 = (0..k).map(|p| (x[idx / n * k + p] as f64 * w[p * n + idx % n] as f64).abs()).sum();
+                    let tol = (k as f64 + 2.0) * f32::EPSILON as f64 * (mag + 1.0);
+                    prop_assert!((got as f64 - exp as f64).abs() <= tol, "z[{idx}]: got {got}, want {exp}");
+                }
+            } else {
+                gpu.dense(xr, wr, gb.as_ref(), act, &mut gy).unwrap();
+            }
             let y = gpu.to_vec(&gy).unwrap();
             for i in 0..m {
                 let mag = |j: usize| -> f64 {
@@ -186,7 +200,7 @@ proptest! {
         }
     }
 
-    /// dZ = alpha·(dY·Wᵀ) ⊙ act'(Z), the backward step through an activation.
+    /// dZ = (dY·Wᵀ) ⊙ act'(Z), the backward step through an activation.
     #[test]
     fn gated_gemm_multiplies_by_the_derivative(
         m in dim_m(), k in dim_k(), n in dim_n(),
@@ -199,23 +213,22 @@ proptest! {
         let dy = matrix(m, k, uniform(seed));
         let w = matrix(n, k, uniform(seed ^ 1));
         let z = matrix(m, n, |i, j| 4.0 * uniform(seed ^ 2)(i, j));
-        let alpha = 0.5f32;
         let mut prod = vec![0.0f32; m * n];
         let wt = MatRef::row_major(&w, n, k).t();
-        reference::gemm(alpha, MatRef::row_major(&dy, m, k), wt, 0.0, MatMut::row_major(&mut prod, m, n)).unwrap();
+        reference::gemm(1.0, MatRef::row_major(&dy, m, k), wt, 0.0, MatMut::row_major(&mut prod, m, n)).unwrap();
         if let Some(gpu) = gpus().get(variant) {
             let gdy = gpu.upload(MatRef::row_major(&dy, m, k)).unwrap();
             let gw = gpu.upload(MatRef::row_major(&w, n, k)).unwrap();
             let gz = gpu.upload(MatRef::row_major(&z, m, n)).unwrap();
             let mut gdz = gpu.zeros(m, n).unwrap();
-            gpu.gemm_gated(alpha, gdy.view(), gw.t(), &gz, act, &mut gdz).unwrap();
+            gpu.gemm_act_grad(gdy.view(), gw.t(), &gz, act, &mut gdz).unwrap();
             let dz = gpu.to_vec(&gdz).unwrap();
             for i in 0..m {
                 for j in 0..n {
                     let d = act.derivative(z[i * n + j] as f64).unwrap();
                     let want = prod[i * n + j] as f64 * d;
                     let mag: f64 = (0..k).map(|p| (dy[i * k + p] as f64 * w[j * k + p] as f64).abs()).sum();
-                    let tol = (k as f64 + 3.0) * f32::EPSILON as f64 * 0.5 * mag * d.abs().max(1.0)
+                    let tol = (k as f64 + 3.0) * f32::EPSILON as f64 * mag * d.abs().max(1.0)
                         + ACTIVATION_TOLERANCE as f64 * (prod[i * n + j] as f64).abs() * (1.0 + d.abs());
                     let got = dz[i * n + j] as f64;
                     prop_assert!((got - want).abs() <= tol,
@@ -322,10 +335,18 @@ fn chained_training_step_needs_no_readback() {
         up(&dy, m, d_out),
     );
     let mut gz1 = gpu.zeros(m, d_hid).unwrap();
+    let mut gh = gpu.zeros(m, d_hid).unwrap();
     let mut gdz1 = gpu.zeros(m, d_hid).unwrap();
-    gpu.dense(gx.view(), gw1.view(), None, Activation::Linear, &mut gz1)
-        .unwrap();
-    gpu.gemm_gated(1.0, gdy.view(), gw2.t(), &gz1, Activation::Tanh, &mut gdz1)
+    gpu.dense_train(
+        gx.view(),
+        gw1.view(),
+        None,
+        Activation::Tanh,
+        &mut gz1,
+        &mut gh,
+    )
+    .unwrap();
+    gpu.gemm_act_grad(gdy.view(), gw2.t(), &gz1, Activation::Tanh, &mut gdz1)
         .unwrap();
     gpu.gemm(-lr, gx.t(), gdz1.view(), 1.0, &mut gw1).unwrap();
     let got = gpu.to_vec(&gw1).unwrap();
@@ -398,7 +419,7 @@ fn bad_inputs_are_errors() {
         "{err:?}"
     );
     let z = gpu.zeros(2, 5).unwrap();
-    let err = gpu.gemm_gated(1.0, a.view(), w.view(), &z, Activation::Softmax, &mut c);
+    let err = gpu.gemm_act_grad(a.view(), w.view(), &z, Activation::Softmax, &mut c);
     assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
     let err = gpu.gemm(f32::NAN, a.view(), w.view(), 0.0, &mut c);
     assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
@@ -473,7 +494,7 @@ fn activations_match_scalar_formulas() {
         gpu.dense(empty.view(), no_rows.view(), Some(&bias), act, &mut out)
             .unwrap();
         let y = gpu.to_vec(&out).unwrap();
-        gpu.gemm_gated(1.0, one.view(), ones.view(), &z, act, &mut out)
+        gpu.gemm_act_grad(one.view(), ones.view(), &z, act, &mut out)
             .unwrap();
         let dy = gpu.to_vec(&out).unwrap();
         for (i, &x) in xs.iter().enumerate() {

@@ -200,6 +200,8 @@ pub(crate) struct Kernels {
     rows_pipeline_layout: wgpu::PipelineLayout,
     /// Bound where an operation has no bias or no gate.
     placeholder: wgpu::Buffer,
+    /// Bound where an operation stores no Z (a written binding must not share a buffer).
+    placeholder_out: wgpu::Buffer,
     cache: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
@@ -233,7 +235,7 @@ impl Kernels {
     pub(crate) fn new(ctx: &Context) -> Result<Self> {
         let device = ctx.device();
         ctx.scoped(|| {
-            // 0 params, 1 A, 2 B, 3 bias, 4 gate (Z), 5 C.
+            // 0 params, 1 A, 2 B, 3 bias, 4 gate (Z read), 5 C, 6 Z (written).
             let gemm_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("gemm"),
                 entries: &[
@@ -243,12 +245,21 @@ impl Kernels {
                     storage_entry(3, true),
                     storage_entry(4, true),
                     storage_entry(5, false),
+                    storage_entry(6, false),
                 ],
             });
             let rows_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("softmax_rows"),
                 entries: &[uniform_entry(0), storage_entry(1, false)],
             });
+            let placeholder = |label| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            };
             let pipeline_layout = |layout| {
                 device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: None,
@@ -262,12 +273,8 @@ impl Kernels {
                 rows_pipeline_layout: pipeline_layout(&rows_layout),
                 gemm_layout,
                 rows_layout,
-                placeholder: device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("placeholder"),
-                    size: 16,
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                }),
+                placeholder: placeholder("placeholder"),
+                placeholder_out: placeholder("placeholder_out"),
                 cache: Mutex::new(HashMap::new()),
             }
         })
@@ -324,6 +331,8 @@ struct Epilogue<'a> {
     act: Activation,
     /// Multiply by `act'(z)` for this activation and Z.
     gate: Option<(&'a GpuMatrix, Activation)>,
+    /// Store the pre-activation here.
+    z_out: Option<&'a GpuMatrix>,
 }
 
 fn expect_shape(
@@ -374,6 +383,28 @@ impl Gpu {
             bias,
             act,
             gate: None,
+            z_out: None,
+        };
+        self.run_gemm(1.0, x, w, epilogue, y)
+    }
+
+    /// The training forward pass: `z = x·w + bias` and `y = act(z)`, both stored by the same
+    /// fused epilogue (the backward pass needs `z` for the activation's derivative).
+    pub fn dense_train(
+        &self,
+        x: GpuRef<'_>,
+        w: GpuRef<'_>,
+        bias: Option<&GpuMatrix>,
+        act: Activation,
+        z: &mut GpuMatrix,
+        y: &mut GpuMatrix,
+    ) -> Result<()> {
+        let epilogue = Epilogue {
+            beta: 0.0,
+            bias,
+            act,
+            gate: None,
+            z_out: Some(z),
         };
         self.run_gemm(1.0, x, w, epilogue, y)
     }
@@ -394,16 +425,16 @@ impl Gpu {
             bias: None,
             act: Activation::Linear,
             gate: None,
+            z_out: None,
         };
         self.run_gemm(alpha, a, b, epilogue, c)
     }
 
-    /// `c = (alpha·a·b) ⊙ act'(z)`, elementwise: the backward step through a dense layer's
-    /// activation, `dZ = (dY·Wᵀ) ⊙ act'(Z)`, with `z` the layer's pre-activation (m×n like `c`).
-    /// Row-wise activations (softmax) have no elementwise derivative and are an error.
-    pub fn gemm_gated(
+    /// The backward pass through an activation, fused into its GEMM: `c = (a·b) ⊙ act'(z)`
+    /// elementwise, e.g. `dZ = (dY·Wᵀ) ⊙ act'(Z)` with `z` the layer's pre-activation (m×n like
+    /// `c`). Row-wise activations (softmax) have no elementwise derivative and are refused.
+    pub fn gemm_act_grad(
         &self,
-        alpha: f32,
         a: GpuRef<'_>,
         b: GpuRef<'_>,
         z: &GpuMatrix,
@@ -412,7 +443,7 @@ impl Gpu {
     ) -> Result<()> {
         if act.is_row_wise() {
             return Err(Error::InvalidArgument(format!(
-                "{act} has no elementwise derivative to gate a GEMM with"
+                "{act} has no elementwise derivative to fuse"
             )));
         }
         let epilogue = Epilogue {
@@ -420,8 +451,9 @@ impl Gpu {
             bias: None,
             act: Activation::Linear,
             gate: Some((z, act)),
+            z_out: None,
         };
-        self.run_gemm(alpha, a, b, epilogue, c)
+        self.run_gemm(1.0, a, b, epilogue, c)
     }
 
     /// The variant an m-row product runs with: the forced one, else by adapter class and m.
@@ -447,7 +479,7 @@ impl Gpu {
         if let Some(bias) = ep.bias {
             expect_shape("bias", (bias.rows(), bias.cols()), (1, n))?;
         }
-        if let Some((z, _)) = ep.gate {
+        for z in ep.gate.map(|(z, _)| z).into_iter().chain(ep.z_out) {
             expect_shape("z", (z.rows(), z.cols()), (m, n))?;
         }
         if !(alpha.is_finite() && ep.beta.is_finite()) {
@@ -472,6 +504,7 @@ impl Gpu {
             act: ep.act,
             gate: ep.gate.map(|(_, act)| act),
             bias: ep.bias.is_some(),
+            store_z: ep.z_out.is_some(),
             trans_a: a.transposed,
             trans_b: b.transposed,
             vec4_a: a.vec4(),
@@ -503,6 +536,11 @@ impl Gpu {
                     entry(3, ep.bias.map_or(placeholder, GpuMatrix::buffer)),
                     entry(4, ep.gate.map_or(placeholder, |(z, _)| z.buffer())),
                     entry(5, c.buffer()),
+                    entry(
+                        6,
+                        ep.z_out
+                            .map_or(&self.kernels.placeholder_out, GpuMatrix::buffer),
+                    ),
                 ],
             });
             let gemm = Dispatch {

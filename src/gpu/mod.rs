@@ -2,9 +2,10 @@
 //! wgpu on Vulkan, Metal or DX12.
 //!
 //! [`Gpu`] owns the device and the compiled pipelines. Matrices live on the device
-//! ([`GpuMatrix`]): upload once, chain any number of [`Gpu::dense`], [`Gpu::gemm`] and
-//! [`Gpu::gemm_gated`] calls (each only submits work), download when the result is needed.
-//! [`dense`] and [`gemm`] take host views like their `cpu` twins and do the round trip.
+//! ([`GpuMatrix`]): upload once, chain any number of [`Gpu::dense`], [`Gpu::dense_train`],
+//! [`Gpu::gemm`] and [`Gpu::gemm_act_grad`] calls (each only submits work), download when the
+//! result is needed. [`dense`] and [`gemm`] take host views like their `cpu` twins and do the round trip. The
+//! method names and operand orders are those of [`crate::cpu::Cpu`].
 //!
 //! ```no_run
 //! use densecore::gpu::Gpu;

@@ -45,6 +45,8 @@ pub(crate) struct GemmShader {
     /// The activation whose derivative at Z multiplies the result.
     pub gate: Option<Activation>,
     pub bias: bool,
+    /// The pre-activation is stored too (`Gpu::dense_train`).
+    pub store_z: bool,
     pub trans_a: bool,
     pub trans_b: bool,
     /// A is read as vec4 (row-major, k % 4 == 0).
@@ -66,6 +68,7 @@ impl GemmShader {
         let _ = writeln!(s, "const TRANS_B: bool = {};", b(self.trans_b));
         let _ = writeln!(s, "const HAS_BIAS: bool = {};", b(self.bias));
         let _ = writeln!(s, "const HAS_GATE: bool = {};", b(self.gate.is_some()));
+        let _ = writeln!(s, "const STORE_Z: bool = {};", b(self.store_z));
         let (body, consts) = match self.body {
             Body::Register { tm, wg_x, wg_y } => (
                 GEMM_REGISTER,
