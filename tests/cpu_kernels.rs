@@ -395,3 +395,204 @@ fn bad_inputs_are_errors() {
         Err(Error::UnknownActivation(_))
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The training forward writes y exactly as `dense` does, and z = x·w + b.
+    #[test]
+    fn dense_train_writes_preactivation_and_output(
+        m in dim_m(), k in dim_k(), n in dim_n(), lz in layout(), ly in layout(),
+        act in prop::sample::select(Activation::ALL.to_vec()),
+        seed in any::<u64>(),
+    ) {
+        let x = Stored::new(m, k, Layout::RowMajor, uniform(seed));
+        let w = Stored::new(k, n, Layout::RowMajor, uniform(seed ^ 1));
+        let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
+        let mut want_z = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), Some(&bias), Activation::Linear, want_z.view_mut()).unwrap();
+        for cpu in kernels() {
+            let mut y_dense = Stored::new(m, n, ly, |_, _| f32::NAN);
+            cpu.dense(x.view(), w.view(), Some(&bias), act, y_dense.view_mut()).unwrap();
+            let mut z = Stored::new(m, n, lz, |_, _| f32::NAN);
+            let mut y = Stored::new(m, n, ly, |_, _| f32::NAN);
+            cpu.dense_train(x.view(), w.view(), Some(&bias), act, z.view_mut(), y.view_mut()).unwrap();
+            z.assert_outside_untouched();
+            for i in 0..m {
+                for j in 0..n {
+                    prop_assert_eq!(y.at(i, j).to_bits(), y_dense.at(i, j).to_bits());
+                    let mag: f64 = (0..k).map(|p| (x.at(i, p) as f64 * w.at(p, j) as f64).abs()).sum::<f64>() + 1.0;
+                    let tol = (k as f64 + 2.0) * f32::EPSILON as f64 * mag;
+                    prop_assert!((z.at(i, j) as f64 - want_z.at(i, j) as f64).abs() <= tol);
+                }
+            }
+        }
+    }
+
+    /// `c = (a·b) ⊙ act'(z)`, against the reference product times the scalar derivative.
+    #[test]
+    fn gemm_act_grad_gates_by_the_derivative(
+        m in dim_m(), k in dim_k(), n in dim_n(), la in layout(), lb in layout(), lz in layout(),
+        act in prop::sample::select(Activation::ALL.iter().copied().filter(|a| !a.is_row_wise()).collect::<Vec<_>>()),
+        seed in any::<u64>(),
+    ) {
+        let a = Stored::new(m, k, la, uniform(seed));
+        let b = Stored::new(k, n, lb, uniform(seed ^ 1));
+        let z = Stored::new(m, n, lz, |i, j| 3.0 * uniform(seed ^ 2)(i, j));
+        let mut prod = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::gemm(1.0, a.view(), b.view(), 0.0, prod.view_mut()).unwrap();
+        for cpu in kernels() {
+            let mut c = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+            cpu.gemm_act_grad(a.view(), b.view(), z.view(), act, c.view_mut()).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let d = act.derivative(z.at(i, j) as f64).unwrap();
+                    let mag: f64 = (0..k).map(|p| (a.at(i, p) as f64 * b.at(p, j) as f64).abs()).sum();
+                    let tol = (k as f64 + 4.0) * f32::EPSILON as f64 * mag * d.abs().max(1.0) + 1e-6 * d.abs();
+                    let want = prod.at(i, j) as f64 * d;
+                    prop_assert!((c.at(i, j) as f64 - want).abs() <= tol, "{act} ({i},{j}): {} vs {want}", c.at(i, j));
+                }
+            }
+        }
+    }
+
+    /// Threads split the output, never K: 1, 2 and 3 threads give the same bits.
+    #[test]
+    fn thread_count_does_not_change_results(
+        m in prop::sample::select(vec![1usize, 7, 150, 301]),
+        k in prop::sample::select(vec![5usize, 300, 600]),
+        n in prop::sample::select(vec![10usize, 130, 515]),
+        act in prop::sample::select(vec![Activation::Relu, Activation::Gelu, Activation::Softmax]),
+        seed in any::<u64>(),
+    ) {
+        let x = Stored::new(m, k, Layout::RowMajor, uniform(seed));
+        let w = Stored::new(k, n, Layout::RowMajor, uniform(seed ^ 1));
+        let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
+        for cpu in kernels() {
+            let mut outs = vec![];
+            for threads in [1, 2, 3] {
+                let cpu = cpu.clone().with_threads(threads).unwrap();
+                let mut y = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+                cpu.dense(x.view(), w.view(), Some(&bias), act, y.view_mut()).unwrap();
+                outs.push(y.buf.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+            prop_assert_eq!(&outs[0], &outs[1]);
+            prop_assert_eq!(&outs[0], &outs[2]);
+        }
+    }
+}
+
+#[test]
+fn gemm_act_grad_refuses_row_wise_activations() {
+    let buf = [1.0f32; 4];
+    let mut out = [0.0f32; 4];
+    let v = MatRef::row_major(&buf, 2, 2);
+    let err = Cpu::default().gemm_act_grad(
+        v,
+        v,
+        v,
+        Activation::Softmax,
+        MatMut::row_major(&mut out, 2, 2),
+    );
+    assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Weights packed once give the reference result, for every batch size and thread count.
+    #[test]
+    fn packed_weights_match_reference(
+        m in prop::sample::select(vec![0usize, 1, 3, 6, 8, 31, 65, 150]),
+        k in dim_k(), n in dim_n(), lx in layout(), lw in layout(),
+        act in prop::sample::select(Activation::ALL.to_vec()),
+        seed in any::<u64>(),
+    ) {
+        let x = Stored::new(m, k, lx, uniform(seed));
+        let w = Stored::new(k, n, lw, uniform(seed ^ 1));
+        let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
+        let mut want = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), Some(&bias), act, want.view_mut()).unwrap();
+        let mut z = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), Some(&bias), Activation::Linear, z.view_mut()).unwrap();
+        for cpu in kernels() {
+            let packed = cpu.pack_weights(w.view()).unwrap();
+            prop_assert_eq!(packed.shape(), (k, n));
+            let mut first: Option<Vec<u32>> = None;
+            for threads in [1, 2] {
+                let cpu = cpu.clone().with_threads(threads).unwrap();
+                let mut y = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+                cpu.dense_packed(x.view(), &packed, Some(&bias), act, y.view_mut()).unwrap();
+                let bits: Vec<u32> = y.buf.iter().map(|v| v.to_bits()).collect();
+                if let Some(f) = &first {
+                    prop_assert_eq!(f, &bits);
+                }
+                first = Some(bits);
+                for i in 0..m {
+                    let mag = |j: usize| -> f64 {
+                        (0..k).map(|p| (x.at(i, p) as f64 * w.at(p, j) as f64).abs()).sum::<f64>() + bias[j].abs() as f64
+                    };
+                    let eps = f32::EPSILON as f64;
+                    let row_slack = (0..n).map(|j| (k as f64 + 2.0) * eps * mag(j)).fold(0.0, f64::max);
+                    for j in 0..n {
+                        let (got, exp) = (y.at(i, j) as f64, want.at(i, j) as f64);
+                        let tol = tolerance(act, k, mag(j), z.at(i, j) as f64, exp, row_slack);
+                        prop_assert!((got - exp).abs() <= tol || got == exp, "{act} ({i},{j}) {got} vs {exp}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_weights_check_their_use() {
+    let w = [1.0f32; 12];
+    let x = [1.0f32; 8];
+    let mut y = [0.0f32; 8];
+    let cpu = Cpu::default().with_kernel(Kernel::Portable).unwrap();
+    let packed = cpu.pack_weights(MatRef::row_major(&w, 3, 4)).unwrap();
+    // x has 4 columns, the packed weights 3 rows.
+    let err = cpu.dense_packed(
+        MatRef::row_major(&x, 2, 4),
+        &packed,
+        None,
+        Activation::Relu,
+        MatMut::row_major(&mut y, 2, 4),
+    );
+    assert!(
+        matches!(
+            err,
+            Err(Error::Shape {
+                operand: "x",
+                expected_cols: 3,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let ok = cpu.dense_packed(
+        MatRef::row_major(&x[..6], 2, 3),
+        &packed,
+        None,
+        Activation::Relu,
+        MatMut::row_major(&mut y, 2, 4),
+    );
+    assert_eq!(ok, Ok(()));
+    assert_eq!(y, [3.0; 8]);
+    // Packed for one kernel, used with another.
+    if let Some(other) = Kernel::available()
+        .into_iter()
+        .find(|&k| k != Kernel::Portable)
+    {
+        let cpu = Cpu::default().with_kernel(other).unwrap();
+        let err = cpu.dense_packed(
+            MatRef::row_major(&x[..6], 2, 3),
+            &packed,
+            None,
+            Activation::Relu,
+            MatMut::row_major(&mut y, 2, 4),
+        );
+        assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
+    }
+}

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Epilogue, Microkernel, tile};
+use super::{Epilogue, Microkernel, Tile, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -80,39 +80,29 @@ impl SimdF32 for F32x8 {
 
 pub(crate) struct Avx2Fma;
 
+/// Every tile shape, compiled with AVX2+FMA: `rows × 16`, with K-interleaved accumulator sets
+/// for thin tiles so each keeps at least 8 FMA chains in flight.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_6x16(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    rs: usize,
-    cs: usize,
-    m: usize,
-    n: usize,
-    epi: &Epilogue,
-) {
+unsafe fn tile_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
-    unsafe { tile::<F32x8, 6, 2>(kc, a, b, c, rs, cs, m, n, epi) }
+    unsafe {
+        match rows {
+            1 => tile::<F32x8, 1, 2, 4>(t, epi),
+            2 => tile::<F32x8, 2, 2, 2>(t, epi),
+            3 => tile::<F32x8, 3, 2, 2>(t, epi),
+            4 => tile::<F32x8, 4, 2, 1>(t, epi),
+            5 => tile::<F32x8, 5, 2, 1>(t, epi),
+            _ => tile::<F32x8, 6, 2, 1>(t, epi),
+        }
+    }
 }
 
 impl Microkernel for Avx2Fma {
     const MR: usize = 6;
     const NR: usize = 16;
     #[inline(always)]
-    unsafe fn run(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        rs: usize,
-        cs: usize,
-        m: usize,
-        n: usize,
-        epi: &Epilogue,
-    ) {
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
-        unsafe { run_6x16(kc, a, b, c, rs, cs, m, n, epi) }
+        unsafe { tile_avx2(rows, t, epi) }
     }
 }

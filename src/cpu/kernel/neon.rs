@@ -3,7 +3,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{Epilogue, Microkernel, tile};
+use super::{Epilogue, Microkernel, Tile, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -77,19 +77,21 @@ pub(crate) struct Neon;
 impl Microkernel for Neon {
     const MR: usize = 8;
     const NR: usize = 12;
+    /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
-    unsafe fn run(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        rs: usize,
-        cs: usize,
-        m: usize,
-        n: usize,
-        epi: &Epilogue,
-    ) {
-        // SAFETY: forwarded contract; NEON is in the aarch64 baseline.
-        unsafe { tile::<F32x4, 8, 3>(kc, a, b, c, rs, cs, m, n, epi) }
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
+        unsafe {
+            match rows {
+                1 => tile::<F32x4, 1, 3, 4>(t, epi),
+                2 => tile::<F32x4, 2, 3, 2>(t, epi),
+                3 => tile::<F32x4, 3, 3, 1>(t, epi),
+                4 => tile::<F32x4, 4, 3, 1>(t, epi),
+                5 => tile::<F32x4, 5, 3, 1>(t, epi),
+                6 => tile::<F32x4, 6, 3, 1>(t, epi),
+                7 => tile::<F32x4, 7, 3, 1>(t, epi),
+                _ => tile::<F32x4, 8, 3, 1>(t, epi),
+            }
+        }
     }
 }

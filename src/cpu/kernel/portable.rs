@@ -5,7 +5,7 @@
 
 use wide::{CmpGt, f32x8};
 
-use super::{Epilogue, Microkernel, tile};
+use super::{Epilogue, Microkernel, Tile, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -84,19 +84,19 @@ pub(crate) struct Portable;
 impl Microkernel for Portable {
     const MR: usize = 6;
     const NR: usize = 8;
+    /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
-    unsafe fn run(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        rs: usize,
-        cs: usize,
-        m: usize,
-        n: usize,
-        epi: &Epilogue,
-    ) {
-        // SAFETY: forwarded contract; F32x8 needs no CPU feature beyond the build's.
-        unsafe { tile::<F32x8, 6, 1>(kc, a, b, c, rs, cs, m, n, epi) }
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
+        unsafe {
+            match rows {
+                1 => tile::<F32x8, 1, 1, 4>(t, epi),
+                2 => tile::<F32x8, 2, 1, 2>(t, epi),
+                3 => tile::<F32x8, 3, 1, 2>(t, epi),
+                4 => tile::<F32x8, 4, 1, 1>(t, epi),
+                5 => tile::<F32x8, 5, 1, 1>(t, epi),
+                _ => tile::<F32x8, 6, 1, 1>(t, epi),
+            }
+        }
     }
 }
