@@ -49,4 +49,32 @@ pub enum Error {
     /// Some input value is not a valid argument (NaN where a finite number is needed, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    // The GPU backend's failures (feature `gpu`).
+    /// No adapter (or no device) could be opened; the message says how to get one.
+    #[cfg(feature = "gpu")]
+    #[error("no usable GPU adapter: {0}")]
+    NoGpu(String),
+    /// The GPU device was lost (driver reset, device removed); the context cannot be used again.
+    #[cfg(feature = "gpu")]
+    #[error("GPU device lost: {0}")]
+    GpuDeviceLost(String),
+    /// The GPU could not allocate a buffer.
+    #[cfg(feature = "gpu")]
+    #[error("GPU out of memory")]
+    GpuOutOfMemory,
+    /// A matrix larger than the adapter can bind to one shader, or dispatch over.
+    #[cfg(feature = "gpu")]
+    #[error("{operand}: {what} is {size}, over the GPU adapter's limit of {limit}")]
+    GpuTooLarge {
+        operand: &'static str,
+        /// What is too large ("bytes", "row blocks", …).
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    /// Any other error wgpu reports (a validation error here is a densecore bug: please report).
+    #[cfg(feature = "gpu")]
+    #[error("GPU error: {0}")]
+    Gpu(String),
 }
