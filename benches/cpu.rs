@@ -221,10 +221,15 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
     }
 }
 
+/// densecore's configuration: `DENSECORE_KERNEL` may pick the kernel, the run sets the threads.
+fn densecore_cpu(threads: usize) -> Cpu {
+    Cpu::from_env()
+        .and_then(|cpu| cpu.with_threads(threads))
+        .expect("a valid DENSECORE_KERNEL and thread count")
+}
+
 fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
-    let cpu = Cpu::from_env()
-        .expect("DENSECORE_KERNEL / DENSECORE_THREADS")
-        .with_threads(threads);
+    let cpu = densecore_cpu(threads);
     let mut group = c.benchmark_group(format!("{} t{threads}", family.name));
     for &(param, shape) in &family.shapes {
         configure(&mut group, shape);
@@ -253,9 +258,7 @@ fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
 
 /// The cost of fusing bias + activation: the fused layer next to the bare GEMM of the same shape.
 fn bench_fusion(c: &mut Criterion, threads: usize) {
-    let cpu = Cpu::from_env()
-        .expect("DENSECORE_KERNEL / DENSECORE_THREADS")
-        .with_threads(threads);
+    let cpu = densecore_cpu(threads);
     let shapes = [
         (
             "square 256",
