@@ -174,6 +174,10 @@ fn groups(all: &[Measurement]) -> Vec<Group<'_>> {
             let mut columns: Vec<&str> = ms.iter().map(|m| m.implementation.as_str()).collect();
             columns.sort_by_key(|c| rank(&IMPLEMENTATIONS, c));
             columns.dedup();
+            if family == "fusion" {
+                // The baseline first: the other columns are costs over it.
+                columns.sort_by_key(|c| *c != PLAIN_GEMM);
+            }
             let mut rows: Vec<(&str, u64, BTreeMap<_, _>)> = Vec::new();
             for m in ms {
                 match rows.iter_mut().find(|(p, _, _)| *p == m.param) {
