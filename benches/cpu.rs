@@ -1,6 +1,6 @@
-//! CPU throughput of `y = act(x·W + b)` and of the bare GEMM: densecore (fused, unfused, plain
-//! GEMM) side by side with `matrixmultiply` and `gemm`, on square matrices and dense-layer shapes
-//! (batch × in → out), at 1 and 2 threads.
+//! CPU throughput of `y = act(x·W + b)` and of the bare GEMM: densecore (fused, fused with
+//! pre-packed weights, unfused, plain GEMM) side by side with `matrixmultiply` and `gemm`, on
+//! square matrices and dense-layer shapes (batch × in → out), at 1 and 2 threads.
 //!
 //! `cargo bench --bench cpu` runs both thread counts, one child process each: matrixmultiply reads
 //! its thread count once per process (`MATMUL_NUM_THREADS`), so that variable also picks the count
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use densecore::cpu::Cpu;
+use densecore::cpu::{Cpu, PackedWeights};
 use densecore::{Activation, MatMut, MatRef};
 use gemm::Parallelism;
 
@@ -90,6 +90,15 @@ impl Operands {
         let w = MatRef::row_major(&self.w, k, n);
         let y = MatMut::row_major(&mut self.y, m, n);
         cpu.dense(x, w, Some(&self.bias), act, y)
+            .expect("valid shapes");
+    }
+
+    /// The fused layer with W packed once beforehand, as an inference layer keeps it.
+    fn dense_packed(&mut self, cpu: &Cpu, w: &PackedWeights, act: Activation) {
+        let Shape { m, k, n } = self.shape;
+        let x = MatRef::row_major(&self.x, m, k);
+        let y = MatMut::row_major(&mut self.y, m, n);
+        cpu.dense_packed(x, w, Some(&self.bias), act, y)
             .expect("valid shapes");
     }
 
@@ -235,6 +244,9 @@ fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
         configure(&mut group, shape);
         let mut ops = Operands::new(shape);
         assert_same_product(&mut ops, &cpu, threads);
+        let packed = cpu
+            .pack_weights(MatRef::row_major(&ops.w, shape.k, shape.n))
+            .expect("valid weights");
         let mut bench = |name: &str, f: &mut dyn FnMut(&mut Operands)| {
             group.bench_function(BenchmarkId::new(name, param), |b| {
                 b.iter(|| {
@@ -245,6 +257,9 @@ fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
         };
         bench("densecore fused relu", &mut |o| {
             o.dense(&cpu, Activation::Relu)
+        });
+        bench("densecore packed relu", &mut |o| {
+            o.dense_packed(&cpu, &packed, Activation::Relu)
         });
         bench("densecore unfused relu", &mut |o| {
             o.unfused(&cpu, Activation::Relu)

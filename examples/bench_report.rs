@@ -31,8 +31,9 @@ const FAMILIES: [&str; 5] = [
     "fusion",
 ];
 /// Column order in the tables (others follow alphabetically).
-const IMPLEMENTATIONS: [&str; 7] = [
+const IMPLEMENTATIONS: [&str; 8] = [
     "densecore fused relu",
+    "densecore packed relu",
     "densecore unfused relu",
     "densecore gemm",
     "matrixmultiply",
@@ -41,8 +42,9 @@ const IMPLEMENTATIONS: [&str; 7] = [
     "densecore fused sigmoid",
 ];
 /// The chart's colour of each of `IMPLEMENTATIONS` (others are grey).
-const COLORS: [RGBColor; 7] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(214, 39, 40),
+    RGBColor(23, 190, 207),
     RGBColor(255, 127, 14),
     RGBColor(140, 86, 75),
     RGBColor(31, 119, 180),
