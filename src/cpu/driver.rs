@@ -112,16 +112,10 @@ pub(crate) enum Path {
     Thin,
     /// The BLIS loops; A is packed unless row-contiguous.
     Blocked { pack_a: bool, kc: usize },
-    /// Outputs narrower than a register row: dot products along K (see `kernel::dot`).
-    Dot,
 }
 
 /// The path for a problem.
 pub(crate) fn plan<K: Microkernel>(p: &Problem<'_>, blk: Blocking) -> Path {
-    // A 10-wide output fills 10/16 of a register row but all of a 2×5 dot tile.
-    if p.n < K::NR && p.a.cs == 1 && p.k >= 64 && p.packed.is_none() {
-        return Path::Dot;
-    }
     // Thin tiles re-stream B once per MR rows: right for a few rows, and for a few dozen while
     // B stays in L2 (then packing would cost more than it saves).
     let b_bytes = p.k * p.n * std::mem::size_of::<f32>();
@@ -229,9 +223,7 @@ pub(crate) unsafe fn gemm<K: Microkernel>(
 /// Splits the output into up to `threads` blocks of whole tiles, along rows or columns (never
 /// along K, so each element's sum is the same for any split).
 fn split<'a, K: Microkernel>(p: &Problem<'a>, path: Path, threads: usize) -> Vec<Problem<'a>> {
-    let by_rows = p.act.is_row_wise()
-        || path == Path::Dot
-        || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
+    let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
     let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
     let units = len.div_ceil(unit);
     let parts = threads.min(units).max(1);
@@ -274,8 +266,6 @@ unsafe fn run<K: Microkernel>(p: &Problem<'_>, path: Path, blk: Blocking) {
         Path::Thin => unsafe { thin::<K>(p, ws) },
         // SAFETY: forwarded contract.
         Path::Blocked { pack_a, kc } => unsafe { blocked::<K>(p, pack_a, kc, blk, ws) },
-        // SAFETY: forwarded contract.
-        Path::Dot => unsafe { dot::<K>(p, ws) },
     })
 }
 
@@ -378,47 +368,6 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
                 };
                 j0 += width;
             }
-        }
-        // SAFETY: rows i0..i0+rows of C are complete.
-        unsafe { finish_rows(p, i0, rows, &mut ws.row) };
-    }
-}
-
-/// The narrow-output path: B is copied once as Bᵀ (rows contiguous in K), A is read in place,
-/// and `DOT_ROWS × DOT_COLS` dot-product tiles cover C.
-///
-/// # Safety
-/// As [`gemm`]; `p.a.cs == 1`.
-unsafe fn dot<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
-    let (m, k, n) = (p.m, p.k, p.n);
-    let bt = grown(&mut ws.b, n * k);
-    for (j, row) in bt.chunks_exact_mut(k).enumerate() {
-        for (pp, v) in row.iter_mut().enumerate() {
-            // SAFETY: (pp, j) is inside B.
-            *v = unsafe { *p.b.ptr.add(pp * p.b.rs + j * p.b.cs) };
-        }
-    }
-    // The epilogue reads a register's worth of bias past the last tile's first column.
-    let bias = bias_panel(&mut ws.bias, p.bias, 0, n, n + K::NR);
-    for i0 in (0..m).step_by(K::DOT_ROWS) {
-        let rows = K::DOT_ROWS.min(m - i0);
-        for j0 in (0..n).step_by(K::DOT_COLS) {
-            let t = Tile {
-                kc: k,
-                // SAFETY: row i0 < m is inside A.
-                a: unsafe { p.a.ptr.add(i0 * p.a.rs) },
-                ars: p.a.rs,
-                acs: 1,
-                b: bt[j0 * k..].as_ptr(),
-                brs: k,
-                m: rows,
-                n: K::DOT_COLS.min(n - j0),
-                ..tile_at(p, i0, j0)
-            };
-            // SAFETY: the bias panel is padded past j0 + NR.
-            let bias = bias.map(|b| unsafe { b.add(j0) });
-            // SAFETY: the tile is clipped to the operands; features are the caller's.
-            unsafe { K::dot(&t, &epilogue(p, true, true, bias)) };
         }
         // SAFETY: rows i0..i0+rows of C are complete.
         unsafe { finish_rows(p, i0, rows, &mut ws.row) };

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Epilogue, Microkernel, Tile, dot, tile};
+use super::{Epilogue, Microkernel, Tile, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -76,18 +76,6 @@ impl SimdF32 for F32x8 {
             _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
         })
     }
-    #[inline(always)]
-    fn reduce_sum(self) -> f32 {
-        // SAFETY: AVX is present (module docs).
-        unsafe {
-            let s = _mm_add_ps(
-                _mm256_castps256_ps128(self.0),
-                _mm256_extractf128_ps::<1>(self.0),
-            );
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-        }
-    }
 }
 
 pub(crate) struct Avx2Fma;
@@ -104,13 +92,6 @@ unsafe fn tile_wide_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
             _ => tile::<F32x8, 2, 4, 1, 2>(t, epi),
         }
     }
-}
-
-/// The 2×5 narrow-output tile: 10 accumulators, 7 loads per 10 FMAs.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(t: &Tile, epi: &Epilogue) {
-    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
-    unsafe { dot::<F32x8, 2, 5>(t, epi) }
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -147,12 +128,5 @@ impl Microkernel for Avx2Fma {
     unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
         unsafe { tile_wide_avx2(rows, t, epi) }
-    }
-    const DOT_ROWS: usize = 2;
-    const DOT_COLS: usize = 5;
-    #[inline(always)]
-    unsafe fn dot(t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
-        unsafe { dot_avx2(t, epi) }
     }
 }

@@ -87,16 +87,6 @@ pub(crate) trait Microkernel {
     /// # Safety
     /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
     unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue);
-
-    /// Rows and columns of the narrow-output (dot product) tile.
-    const DOT_ROWS: usize;
-    const DOT_COLS: usize;
-
-    /// The narrow-output tile, see [`dot`].
-    ///
-    /// # Safety
-    /// As [`dot`].
-    unsafe fn dot(t: &Tile, epi: &Epilogue);
 }
 
 /// Largest `MR·NR` of any tile: the stack tile that edge tiles are computed in.
@@ -164,53 +154,6 @@ pub(crate) unsafe fn tile<
     }
     // SAFETY: forwarded contract.
     unsafe { store(&acc, t, epi) }
-}
-
-/// The narrow-output microkernel: `R × C` dot products vectorized along K, for outputs too
-/// narrow to fill a row of registers (n = 10 classes). A rows and the `C` columns of B (packed
-/// as rows of Bᵀ, `brs` apart) are both contiguous in K; lanes hold partial sums that are
-/// added at the end, then the usual epilogue runs on the `R × C` results.
-///
-/// # Safety
-/// `acs == 1`; A is readable for `min(m, R)` rows of `kc` floats and Bᵀ for `min(n, C)`
-/// rows of `kc`; C ≤ S::LANES; otherwise as [`Microkernel::tile`] with `NR = S::LANES`.
-#[inline(always)]
-pub(crate) unsafe fn dot<S: SimdF32, const R: usize, const C: usize>(t: &Tile, epi: &Epilogue) {
-    let lanes = S::LANES;
-    debug_assert!(C <= lanes && t.acs == 1 && t.m >= 1 && t.n >= 1 && t.n <= C);
-    // SAFETY: rows and columns are clamped to the valid ones (caller).
-    let arow: [*const f32; R] = std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
-    // SAFETY: as above.
-    let bcol: [*const f32; C] = std::array::from_fn(|j| unsafe { t.b.add(j.min(t.n - 1) * t.brs) });
-    let mut acc = [[S::splat(0.0); C]; R];
-    let body = t.kc / lanes * lanes;
-    for p in (0..body).step_by(lanes) {
-        // SAFETY: p + lanes ≤ kc: inside the valid rows of A and Bᵀ.
-        unsafe {
-            let av: [S; R] = std::array::from_fn(|i| S::load(arow[i].add(p)));
-            for (j, bc) in bcol.iter().enumerate() {
-                let bv = S::load(bc.add(p));
-                for (row, &a) in acc.iter_mut().zip(&av) {
-                    row[j] = a.mul_add(bv, row[j]);
-                }
-            }
-        }
-    }
-    let mut out = [[S::splat(0.0); 1]; R];
-    for (i, (row, o)) in acc.iter().zip(&mut out).enumerate() {
-        let mut sums = [0.0f32; MAX_TILE];
-        for (j, (r, bc)) in row.iter().zip(&bcol).enumerate() {
-            // The K remainder, in scalar FMAs after the lane sum.
-            sums[j] = (body..t.kc).fold(r.reduce_sum(), |s, p| {
-                // SAFETY: p < kc, inside the valid rows of A and Bᵀ.
-                unsafe { (*arow[i].add(p)).mul_add(*bc.add(p), s) }
-            });
-        }
-        // SAFETY: sums holds at least LANES floats.
-        o[0] = unsafe { S::load(sums.as_ptr()) };
-    }
-    // SAFETY: forwarded contract; the tile is R × LANES with the valid n ≤ C columns.
-    unsafe { store(&out, t, epi) }
 }
 
 /// The epilogue, on registers: `c ← act(alpha·acc + beta·c + bias)` (and z), stored to the

@@ -3,7 +3,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{Epilogue, Microkernel, Tile, dot, tile};
+use super::{Epilogue, Microkernel, Tile, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -70,11 +70,6 @@ impl SimdF32 for F32x4 {
             vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
         })
     }
-    #[inline(always)]
-    fn reduce_sum(self) -> f32 {
-        // SAFETY: NEON is in the aarch64 baseline.
-        unsafe { vaddvq_f32(self.0) }
-    }
 }
 
 pub(crate) struct Neon;
@@ -115,12 +110,5 @@ impl Microkernel for Neon {
                 _ => tile::<F32x4, 2, 6, 1, 3>(t, epi),
             }
         }
-    }
-    const DOT_ROWS: usize = 3;
-    const DOT_COLS: usize = 4;
-    #[inline]
-    unsafe fn dot(t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract, as above.
-        unsafe { dot::<F32x4, 3, 4>(t, epi) }
     }
 }

@@ -5,7 +5,7 @@
 
 use wide::{CmpGt, f32x8};
 
-use super::{Epilogue, Microkernel, Tile, dot, tile};
+use super::{Epilogue, Microkernel, Tile, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -76,10 +76,6 @@ impl SimdF32 for F32x8 {
             n.map(|e| f32::from_bits(((e as i32 + 127) as u32) << 23)),
         ))
     }
-    #[inline(always)]
-    fn reduce_sum(self) -> f32 {
-        self.0.reduce_add()
-    }
 }
 
 /// 6×8: 12 SSE accumulators (or 6 AVX ones when built with AVX), the most that fit 16 registers.
@@ -119,12 +115,5 @@ impl Microkernel for Portable {
                 _ => tile::<F32x8, 2, 2, 1, 1>(t, epi),
             }
         }
-    }
-    const DOT_ROWS: usize = 2;
-    const DOT_COLS: usize = 3;
-    #[inline]
-    unsafe fn dot(t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract, as above.
-        unsafe { dot::<F32x8, 2, 3>(t, epi) }
     }
 }
