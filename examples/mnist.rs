@@ -65,7 +65,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut cpu = Cpu::from_env()?;
     if std::env::var_os("DENSECORE_THREADS").is_none() || args.threads.is_some() {
         let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cpu = cpu.with_threads(args.threads.unwrap_or(all));
+        cpu = cpu.with_threads(args.threads.unwrap_or(all))?;
     }
     let data = Mnist::load(&args.data_dir)?;
     println!(

@@ -395,3 +395,104 @@ fn bad_inputs_are_errors() {
         Err(Error::UnknownActivation(_))
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The training forward writes y exactly as `dense` does, and z = x·w + b.
+    #[test]
+    fn dense_train_writes_preactivation_and_output(
+        m in dim_m(), k in dim_k(), n in dim_n(), lz in layout(), ly in layout(),
+        act in prop::sample::select(Activation::ALL.to_vec()),
+        seed in any::<u64>(),
+    ) {
+        let x = Stored::new(m, k, Layout::RowMajor, uniform(seed));
+        let w = Stored::new(k, n, Layout::RowMajor, uniform(seed ^ 1));
+        let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
+        let mut want_z = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), Some(&bias), Activation::Linear, want_z.view_mut()).unwrap();
+        for cpu in kernels() {
+            let mut y_dense = Stored::new(m, n, ly, |_, _| f32::NAN);
+            cpu.dense(x.view(), w.view(), Some(&bias), act, y_dense.view_mut()).unwrap();
+            let mut z = Stored::new(m, n, lz, |_, _| f32::NAN);
+            let mut y = Stored::new(m, n, ly, |_, _| f32::NAN);
+            cpu.dense_train(x.view(), w.view(), Some(&bias), act, z.view_mut(), y.view_mut()).unwrap();
+            z.assert_outside_untouched();
+            for i in 0..m {
+                for j in 0..n {
+                    prop_assert_eq!(y.at(i, j).to_bits(), y_dense.at(i, j).to_bits());
+                    let mag: f64 = (0..k).map(|p| (x.at(i, p) as f64 * w.at(p, j) as f64).abs()).sum::<f64>() + 1.0;
+                    let tol = (k as f64 + 2.0) * f32::EPSILON as f64 * mag;
+                    prop_assert!((z.at(i, j) as f64 - want_z.at(i, j) as f64).abs() <= tol);
+                }
+            }
+        }
+    }
+
+    /// `c = (a·b) ⊙ act'(z)`, against the reference product times the scalar derivative.
+    #[test]
+    fn gemm_act_grad_gates_by_the_derivative(
+        m in dim_m(), k in dim_k(), n in dim_n(), la in layout(), lb in layout(), lz in layout(),
+        act in prop::sample::select(Activation::ALL.iter().copied().filter(|a| !a.is_row_wise()).collect::<Vec<_>>()),
+        seed in any::<u64>(),
+    ) {
+        let a = Stored::new(m, k, la, uniform(seed));
+        let b = Stored::new(k, n, lb, uniform(seed ^ 1));
+        let z = Stored::new(m, n, lz, |i, j| 3.0 * uniform(seed ^ 2)(i, j));
+        let mut prod = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::gemm(1.0, a.view(), b.view(), 0.0, prod.view_mut()).unwrap();
+        for cpu in kernels() {
+            let mut c = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+            cpu.gemm_act_grad(a.view(), b.view(), z.view(), act, c.view_mut()).unwrap();
+            for i in 0..m {
+                for j in 0..n {
+                    let d = act.derivative(z.at(i, j) as f64).unwrap();
+                    let mag: f64 = (0..k).map(|p| (a.at(i, p) as f64 * b.at(p, j) as f64).abs()).sum();
+                    let tol = (k as f64 + 4.0) * f32::EPSILON as f64 * mag * d.abs().max(1.0) + 1e-6 * d.abs();
+                    let want = prod.at(i, j) as f64 * d;
+                    prop_assert!((c.at(i, j) as f64 - want).abs() <= tol, "{act} ({i},{j}): {} vs {want}", c.at(i, j));
+                }
+            }
+        }
+    }
+
+    /// Threads split the output, never K: 1, 2 and 3 threads give the same bits.
+    #[test]
+    fn thread_count_does_not_change_results(
+        m in prop::sample::select(vec![1usize, 7, 150, 301]),
+        k in prop::sample::select(vec![5usize, 300, 600]),
+        n in prop::sample::select(vec![10usize, 130, 515]),
+        act in prop::sample::select(vec![Activation::Relu, Activation::Gelu, Activation::Softmax]),
+        seed in any::<u64>(),
+    ) {
+        let x = Stored::new(m, k, Layout::RowMajor, uniform(seed));
+        let w = Stored::new(k, n, Layout::RowMajor, uniform(seed ^ 1));
+        let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
+        for cpu in kernels() {
+            let mut outs = vec![];
+            for threads in [1, 2, 3] {
+                let cpu = cpu.clone().with_threads(threads).unwrap();
+                let mut y = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+                cpu.dense(x.view(), w.view(), Some(&bias), act, y.view_mut()).unwrap();
+                outs.push(y.buf.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            }
+            prop_assert_eq!(&outs[0], &outs[1]);
+            prop_assert_eq!(&outs[0], &outs[2]);
+        }
+    }
+}
+
+#[test]
+fn gemm_act_grad_refuses_row_wise_activations() {
+    let buf = [1.0f32; 4];
+    let mut out = [0.0f32; 4];
+    let v = MatRef::row_major(&buf, 2, 2);
+    let err = Cpu::default().gemm_act_grad(
+        v,
+        v,
+        v,
+        Activation::Softmax,
+        MatMut::row_major(&mut out, 2, 2),
+    );
+    assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
+}

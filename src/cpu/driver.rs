@@ -1,12 +1,12 @@
-//! The portable BLIS driver: the five loops around the microkernel, packing and the fused
-//! epilogue's placement. Everything here is generic over [`Microkernel`]; only the microkernel
-//! and the blocking are per-architecture.
+//! The portable BLIS driver: the loops around the microkernel, packing, the fused epilogue's
+//! placement and the split of the output between threads. Everything here is generic over
+//! [`Microkernel`]; only the microkernels and the blocking are per-architecture.
 
 use std::cell::RefCell;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::kernel::{Epilogue, Microkernel};
+use super::kernel::{Epilogue, Microkernel, Tile, ZMode};
 use super::pack::{Block, pack_a, pack_b};
 use crate::activation::Activation;
 
@@ -19,7 +19,8 @@ pub(crate) struct Blocking {
     pub nc: usize,
 }
 
-/// One validated `C ← act(alpha·A·B + beta·C + bias)` problem in raw form.
+/// One validated `C ← act(alpha·A·B + beta·C + bias)` problem in raw form, with an optional
+/// second output `z` (see [`ZMode`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Problem<'a> {
     pub m: usize,
@@ -30,10 +31,44 @@ pub(crate) struct Problem<'a> {
     pub c: *mut f32,
     pub rsc: usize,
     pub csc: usize,
+    pub z: *mut f32,
+    pub rsz: usize,
+    pub csz: usize,
+    pub z_mode: ZMode,
     pub alpha: f32,
     pub beta: f32,
     pub bias: Option<&'a [f32]>,
     pub act: Activation,
+}
+
+// SAFETY: a Problem is only shared between threads that write disjoint blocks of C and z
+// (see `split`); the inputs are only read.
+unsafe impl Send for Problem<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Problem<'_> {}
+
+/// How a problem is computed. Chosen once per call from the whole problem, so that every
+/// thread count computes every element with the same operations in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Few rows: B (row-contiguous) is streamed unpacked through thin tiles, A is not packed,
+    /// K is not split.
+    Thin,
+    /// The BLIS loops; A is packed unless few columns make packing cost more than it saves.
+    Blocked { pack_a: bool, kc: usize },
+}
+
+/// The path for a problem.
+pub(crate) fn plan<K: Microkernel>(p: &Problem<'_>, blk: Blocking) -> Path {
+    if p.m <= 2 * K::MR - 4 && p.b.cs == 1 {
+        return Path::Thin;
+    }
+    // Even K blocks: a short last block would pay a full epilogue for little work.
+    let k_blocks = p.k.div_ceil(blk.kc).max(1);
+    Path::Blocked {
+        pack_a: !(p.a.cs == 1 && p.n <= 2 * K::NR),
+        kc: p.k.div_ceil(k_blocks).max(1),
+    }
 }
 
 /// 64-byte aligned storage, so packed panels start on cache lines.
@@ -58,20 +93,204 @@ fn grown(buf: &mut Vec<CacheLine>, len: usize) -> &mut [f32] {
     &mut bytemuck::cast_slice_mut(buf)[..len]
 }
 
+/// The bias for columns `j0..j0+cols`, zero-padded to a multiple of `width`.
+fn bias_panel(
+    buf: &mut Vec<CacheLine>,
+    bias: Option<&[f32]>,
+    j0: usize,
+    cols: usize,
+    width: usize,
+) -> Option<*const f32> {
+    bias.map(|src| {
+        let dst = grown(buf, cols.next_multiple_of(width));
+        dst[..cols].copy_from_slice(&src[j0..j0 + cols]);
+        dst[cols..].fill(0.0);
+        dst.as_ptr()
+    })
+}
+
 thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::default();
 }
 
-/// Runs `p` with microkernel `K`.
+/// Problems below this many flops run on one thread: waking a second costs more than it saves.
+const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+
+/// Runs `p` on `path` with microkernel `K`, splitting the output between up to `threads`
+/// threads of `pool`.
 ///
 /// # Safety
 /// `p.a` is readable for m × k, `p.b` for k × n, `p.c` writable (and readable when beta ≠ 0) for
-/// m × n, with no two C elements aliasing; `p.bias` has n values; K's CPU features are present.
-pub(crate) unsafe fn gemm<K: Microkernel>(p: &Problem<'_>, blk: Blocking) {
-    let (m, k, n) = (p.m, p.k, p.n);
-    if m == 0 || n == 0 {
+/// m × n with no two elements aliasing, `p.z` likewise when `p.z_mode` uses it; `p.bias` has n
+/// values; K's CPU features are present.
+pub(crate) unsafe fn gemm<K: Microkernel>(
+    p: &Problem<'_>,
+    path: Path,
+    blk: Blocking,
+    pool: Option<&rayon::ThreadPool>,
+) {
+    if p.m == 0 || p.n == 0 {
         return;
     }
+    let flops = 2 * p.m * p.n * p.k.max(1);
+    let threads = pool.map_or(1, |pl| pl.current_num_threads());
+    let threads = threads.min(flops / MIN_FLOPS_PER_THREAD).max(1);
+    let parts = split::<K>(p, path, threads);
+    match pool {
+        Some(pool) if parts.len() > 1 => pool.scope(|s| {
+            for part in &parts {
+                // SAFETY: parts write disjoint blocks of C and z (split); the rest is the caller's.
+                s.spawn(move |_| unsafe { run::<K>(part, path, blk) });
+            }
+        }),
+        // SAFETY: the caller's contract.
+        _ => parts
+            .iter()
+            .for_each(|part| unsafe { run::<K>(part, path, blk) }),
+    }
+}
+
+/// Splits the output into up to `threads` blocks of whole tiles, along rows or columns (never
+/// along K, so each element's sum is the same for any split).
+fn split<'a, K: Microkernel>(p: &Problem<'a>, path: Path, threads: usize) -> Vec<Problem<'a>> {
+    let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
+    let (len, unit) = match (by_rows, path) {
+        (true, _) => (p.m, K::MR),
+        (false, Path::Thin) => (p.n, K::nr_for_rows(1)),
+        (false, _) => (p.n, K::NR),
+    };
+    let units = len.div_ceil(unit);
+    let parts = threads.min(units).max(1);
+    (0..parts)
+        .map(|t| {
+            let (u0, u1) = (units * t / parts, units * (t + 1) / parts);
+            let (s0, s1) = (u0 * unit, (u1 * unit).min(len));
+            let mut q = *p;
+            // SAFETY (pointer offsets): s0 < len, so the offsets stay inside the operands.
+            unsafe {
+                if by_rows {
+                    q.m = s1 - s0;
+                    q.a.ptr = p.a.ptr.add(s0 * p.a.rs);
+                    q.c = p.c.add(s0 * p.rsc);
+                    q.z = p.z.wrapping_add(s0 * p.rsz);
+                } else {
+                    q.n = s1 - s0;
+                    q.b.ptr = p.b.ptr.add(s0 * p.b.cs);
+                    q.c = p.c.add(s0 * p.csc);
+                    q.z = p.z.wrapping_add(s0 * p.csz);
+                    q.bias = p.bias.map(|b| &b[s0..s1]);
+                }
+            }
+            q
+        })
+        .collect()
+}
+
+/// One thread's share.
+///
+/// # Safety
+/// As [`gemm`], for this part.
+unsafe fn run<K: Microkernel>(p: &Problem<'_>, path: Path, blk: Blocking) {
+    WORKSPACE.with_borrow_mut(|ws| match path {
+        // SAFETY: forwarded contract.
+        Path::Thin => unsafe { thin::<K>(p, ws) },
+        // SAFETY: forwarded contract.
+        Path::Blocked { pack_a, kc } => unsafe { blocked::<K>(p, pack_a, kc, blk, ws) },
+    })
+}
+
+/// The epilogue of the last K block (bias, activation, z), or of an earlier one (none).
+fn epilogue(p: &Problem<'_>, first: bool, last: bool, bias: Option<*const f32>) -> Epilogue {
+    Epilogue {
+        alpha: p.alpha,
+        beta: if first { p.beta } else { 1.0 },
+        bias: bias.filter(|_| last),
+        act: if last && !p.act.is_row_wise() {
+            p.act
+        } else {
+            Activation::Linear
+        },
+        z: if last { p.z_mode } else { ZMode::Unused },
+    }
+}
+
+/// The tile of C (and z) whose top-left element is (i, j).
+fn tile_at(p: &Problem<'_>, i: usize, j: usize) -> Tile {
+    Tile {
+        kc: 0,
+        a: p.a.ptr,
+        ars: 0,
+        acs: 0,
+        b: p.b.ptr,
+        brs: 0,
+        // SAFETY (offsets): (i, j) is inside C; z is only dereferenced when used.
+        c: unsafe { p.c.add(i * p.rsc + j * p.csc) },
+        crs: p.rsc,
+        ccs: p.csc,
+        z: p.z.wrapping_add(i * p.rsz + j * p.csz),
+        zrs: p.rsz,
+        zcs: p.csz,
+        m: 0,
+        n: 0,
+    }
+}
+
+/// The thin path: for each group of up to MR rows, stream B through tiles as wide as that row
+/// count allows; only the ragged last column panel is copied (zero-padded) first.
+///
+/// # Safety
+/// As [`gemm`]; `p.b.cs == 1`.
+unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
+    for i0 in (0..p.m).step_by(K::MR) {
+        let rows = K::MR.min(p.m - i0);
+        let nr = K::nr_for_rows(rows);
+        let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, nr);
+        for j0 in (0..p.n).step_by(nr) {
+            let cols = nr.min(p.n - j0);
+            // SAFETY: column j0 < n is inside B.
+            let src = unsafe { p.b.ptr.add(j0) };
+            let (b, brs) = if cols == nr {
+                (src, p.b.rs)
+            } else {
+                let panel = grown(&mut ws.b, nr * p.k);
+                // SAFETY: the k × cols block at column j0 is inside B.
+                unsafe { pack_b(nr, Block { ptr: src, ..p.b }, p.k, cols, panel) };
+                (panel.as_ptr(), nr)
+            };
+            // SAFETY: the bias panel is padded to a multiple of nr past j0.
+            let bias = bias.map(|b| unsafe { b.add(j0) });
+            let t = Tile {
+                kc: p.k,
+                // SAFETY: row i0 < m is inside A.
+                a: unsafe { p.a.ptr.add(i0 * p.a.rs) },
+                ars: p.a.rs,
+                acs: p.a.cs,
+                b,
+                brs,
+                m: rows,
+                n: cols,
+                ..tile_at(p, i0, j0)
+            };
+            // SAFETY: the tile is clipped to the operands; features are the caller's.
+            unsafe { K::tile_rows(rows, &t, &epilogue(p, true, true, bias)) };
+        }
+        // SAFETY: rows i0..i0+rows of C are complete.
+        unsafe { finish_rows(p, i0, rows, &mut ws.row) };
+    }
+}
+
+/// The BLIS loops.
+///
+/// # Safety
+/// As [`gemm`].
+unsafe fn blocked<K: Microkernel>(
+    p: &Problem<'_>,
+    pack_a_blocks: bool,
+    kc: usize,
+    blk: Blocking,
+    ws: &mut Workspace,
+) {
+    let (m, k, n) = (p.m, p.k, p.n);
     let (mr, nr) = (K::MR, K::NR);
     // Row-wise activations need whole rows: one column block.
     let nc = if p.act.is_row_wise() {
@@ -79,102 +298,83 @@ pub(crate) unsafe fn gemm<K: Microkernel>(p: &Problem<'_>, blk: Blocking) {
     } else {
         blk.nc.next_multiple_of(nr)
     };
-    let kc = blk.kc.min(k).max(1);
     let mc = blk.mc.next_multiple_of(mr).min(m.next_multiple_of(mr));
     // k = 0 still runs one (empty) K block, so that C = act(beta·C + bias) is written.
     let k_blocks = k.div_ceil(kc).max(1);
-    let elementwise = if p.act.is_row_wise() {
-        Activation::Linear
-    } else {
-        p.act
-    };
+    let Workspace { a, b, bias, row } = ws;
 
-    WORKSPACE.with_borrow_mut(|ws| {
-        let Workspace { a, b, bias, row } = ws;
-        // LOOP 5: split n into nc-wide column blocks (B, C).
-        for jc in (0..n).step_by(nc) {
-            let ncb = nc.min(n - jc);
-            let bias_panel = p.bias.map(|src| {
-                let dst = grown(bias, ncb.next_multiple_of(nr));
-                dst[..ncb].copy_from_slice(&src[jc..jc + ncb]);
-                dst[ncb..].fill(0.0);
-                dst.as_ptr()
-            });
-            // LOOP 4: split k into kc-deep blocks (A, B); the last one runs the epilogue.
-            for kb in 0..k_blocks {
-                let pc = kb * kc;
-                let kcb = kc.min(k - pc);
-                let last = kb + 1 == k_blocks;
-                let bp = grown(b, ncb.next_multiple_of(nr) * kcb);
-                // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
-                unsafe {
-                    let src = Block {
-                        ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
-                        ..p.b
-                    };
-                    pack_b(nr, src, kcb, ncb, bp);
-                }
-                let epi = |jr: usize| Epilogue {
-                    alpha: p.alpha,
-                    beta: if kb == 0 { p.beta } else { 1.0 },
-                    // SAFETY: the bias panel is padded to a multiple of NR past jr.
-                    bias: bias_panel.filter(|_| last).map(|b| unsafe { b.add(jr) }),
-                    act: if last {
-                        elementwise
-                    } else {
-                        Activation::Linear
-                    },
+    // LOOP 5: split n into nc-wide column blocks (B, C).
+    for jc in (0..n).step_by(nc) {
+        let ncb = nc.min(n - jc);
+        let bias = bias_panel(bias, p.bias, jc, ncb, nr);
+        // LOOP 4: split k into kc-deep blocks (A, B); the last one runs the epilogue.
+        for kb in 0..k_blocks {
+            let pc = kb * kc;
+            let kcb = kc.min(k - pc);
+            let last = kb + 1 == k_blocks;
+            let bp = grown(b, ncb.next_multiple_of(nr) * kcb);
+            // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
+            unsafe {
+                let src = Block {
+                    ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
+                    ..p.b
                 };
-                // LOOP 3: split m into mc-tall row blocks (A, C).
-                for ic in (0..m).step_by(mc) {
-                    let mcb = mc.min(m - ic);
+                pack_b(nr, src, kcb, ncb, bp);
+            }
+            // LOOP 3: split m into mc-tall row blocks (A, C).
+            for ic in (0..m).step_by(mc) {
+                let mcb = mc.min(m - ic);
+                // SAFETY: row ic < m and column pc ≤ k bound the block inside A.
+                let src = unsafe { p.a.ptr.add(ic * p.a.rs + pc * p.a.cs) };
+                let (ap, ars, acs, a_panel) = if pack_a_blocks {
                     let ap = grown(a, mcb.next_multiple_of(mr) * kcb);
                     // SAFETY: rows ic..ic+mcb and columns pc..pc+kcb are inside A.
-                    unsafe {
-                        let src = Block {
-                            ptr: p.a.ptr.add(ic * p.a.rs + pc * p.a.cs),
-                            ..p.a
+                    unsafe { pack_a(mr, Block { ptr: src, ..p.a }, mcb, kcb, ap) };
+                    (ap.as_ptr(), 1, mr, mr * kcb)
+                } else {
+                    (src, p.a.rs, p.a.cs, mr * p.a.rs)
+                };
+                // LOOP 2: NR-wide column panels of the packed B block.
+                for jr in (0..ncb).step_by(nr) {
+                    // SAFETY: the bias panel is padded to a multiple of NR past jr.
+                    let e = epilogue(p, kb == 0, last, bias.map(|b| unsafe { b.add(jr) }));
+                    // LOOP 1: MR-tall row panels of A.
+                    for ir in (0..mcb).step_by(mr) {
+                        let t = Tile {
+                            kc: kcb,
+                            // SAFETY: panel ir/MR of the (packed or in-place) A block.
+                            a: unsafe { ap.add(ir / mr * a_panel) },
+                            ars,
+                            acs,
+                            // SAFETY: panel jr/NR of the packed B block.
+                            b: unsafe { bp.as_ptr().add(jr * kcb) },
+                            brs: nr,
+                            m: mr.min(mcb - ir),
+                            n: nr.min(ncb - jr),
+                            ..tile_at(p, ic + ir, jc + jr)
                         };
-                        pack_a(mr, src, mcb, kcb, ap);
+                        // SAFETY: the tile is clipped to the operands; features are the caller's.
+                        unsafe { K::tile(&t, &e) };
                     }
-                    // LOOP 2: NR-wide column panels of the packed B block.
-                    for jr in (0..ncb).step_by(nr) {
-                        let e = epi(jr);
-                        // LOOP 1: MR-tall row panels of the packed A block.
-                        for ir in (0..mcb).step_by(mr) {
-                            // SAFETY: the panels hold kcb steps; the tile at (ic+ir, jc+jr) is
-                            // clipped to m × n; K's features are present (caller).
-                            unsafe {
-                                K::run(
-                                    kcb,
-                                    ap.as_ptr().add(ir * kcb),
-                                    bp.as_ptr().add(jr * kcb),
-                                    p.c.add((ic + ir) * p.rsc + (jc + jr) * p.csc),
-                                    p.rsc,
-                                    p.csc,
-                                    mr.min(mcb - ir),
-                                    nr.min(ncb - jr),
-                                    &e,
-                                );
-                            }
-                        }
-                    }
-                    if last && p.act.is_row_wise() {
-                        // SAFETY: rows ic..ic+mcb of C are complete and valid for n columns.
-                        unsafe { finish_rows(p, ic, mcb, row) };
-                    }
+                }
+                if last {
+                    // SAFETY: rows ic..ic+mcb of C are complete.
+                    unsafe { finish_rows(p, ic, mcb, row) };
                 }
             }
         }
-    });
+    }
 }
 
-/// Applies softmax/log_softmax to C rows `i0..i0+rows`, right after the row block is complete
-/// (so it is still in cache).
+/// Applies softmax/log_softmax (no-op for other activations) to C rows `i0..i0+rows`, right
+/// after the row block is complete, so it is still in cache.
 ///
 /// # Safety
 /// Those rows of `p.c` are valid for `p.n` columns.
 unsafe fn finish_rows(p: &Problem<'_>, i0: usize, rows: usize, tmp: &mut Vec<f32>) {
+    if !p.act.is_row_wise() {
+        return;
+    }
     for i in i0..i0 + rows {
         // SAFETY: row i is inside C (caller).
         let base = unsafe { p.c.add(i * p.rsc) };

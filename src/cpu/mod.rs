@@ -3,6 +3,7 @@
 //! [`Cpu`] holds the choices (microkernel, thread count); [`dense`] and [`gemm`] use the default
 //! one, configured from the environment (`DENSECORE_KERNEL`, `DENSECORE_THREADS`).
 
+mod cache;
 mod driver;
 pub(crate) mod kernel;
 mod pack;
@@ -10,15 +11,17 @@ pub(crate) mod simd;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::matrix::{MatMut, MatRef};
 use crate::validate;
-use driver::{Blocking, Problem};
+use driver::{Path, Problem};
+use kernel::{Microkernel, ZMode};
 use pack::Block;
 
+pub use cache::CacheSizes;
 pub use simd::VECTOR_ACTIVATION_TOLERANCE;
 
 /// A CPU microkernel.
@@ -92,10 +95,13 @@ impl FromStr for Kernel {
 }
 
 /// The CPU backend's configuration: which microkernel runs and on how many threads.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Threads split the output into blocks of whole tiles, never the K sum, so results are
+/// bit-identical for every thread count.
+#[derive(Clone, Debug)]
 pub struct Cpu {
     kernel: Kernel,
-    threads: usize,
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Default for Cpu {
@@ -103,7 +109,7 @@ impl Default for Cpu {
     fn default() -> Self {
         Self {
             kernel: Kernel::best(),
-            threads: 1,
+            pool: None,
         }
     }
 }
@@ -120,7 +126,7 @@ impl Cpu {
             let t = t.trim().parse().map_err(|_| {
                 Error::InvalidArgument(format!("DENSECORE_THREADS={t:?} is not a count"))
             })?;
-            cpu = cpu.with_threads(t);
+            cpu = cpu.with_threads(t)?;
         }
         Ok(cpu)
     }
@@ -135,10 +141,21 @@ impl Cpu {
         Ok(self)
     }
 
-    /// Uses up to `threads` threads (at least one).
-    pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = threads.max(1);
-        self
+    /// Uses up to `threads` threads (at least one; problems too small to gain use fewer).
+    pub fn with_threads(mut self, threads: usize) -> Result<Self> {
+        self.pool = if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("densecore-{i}"))
+                .build()
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("cannot start {threads} threads: {e}"))
+                })?;
+            Some(Arc::new(pool))
+        } else {
+            None
+        };
+        Ok(self)
     }
 
     /// The microkernel in use.
@@ -148,7 +165,7 @@ impl Cpu {
 
     /// The thread count in use.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
     }
 
     /// `y = act(x·w + bias)`: `x` is m×k, `w` k×n (the Keras kernel layout), `bias` n, `y` m×n.
@@ -163,7 +180,38 @@ impl Cpu {
         mut y: MatMut<'_>,
     ) -> Result<()> {
         let (m, k, n) = validate::dense(&x, &w, bias, &y)?;
-        self.run(&problem(m, k, n, 1.0, &x, &w, 0.0, &mut y, bias, act));
+        let p = Problem {
+            bias,
+            act,
+            ..problem(m, k, n, 1.0, &x, &w, 0.0, &mut y)
+        };
+        self.run(&p);
+        Ok(())
+    }
+
+    /// The training forward pass: `z = x·w + bias` and `y = act(z)`, both written by the same
+    /// fused epilogue (the backward pass needs `z` for the activation's derivative).
+    pub fn dense_train(
+        &self,
+        x: MatRef<'_>,
+        w: MatRef<'_>,
+        bias: Option<&[f32]>,
+        act: Activation,
+        mut z: MatMut<'_>,
+        mut y: MatMut<'_>,
+    ) -> Result<()> {
+        let (m, k, n) = validate::dense(&x, &w, bias, &y)?;
+        z.validate_output("z", m, n)?;
+        let p = Problem {
+            bias,
+            act,
+            ..with_z(
+                problem(m, k, n, 1.0, &x, &w, 0.0, &mut y),
+                &mut z,
+                ZMode::Store,
+            )
+        };
+        self.run(&p);
         Ok(())
     }
 
@@ -177,42 +225,60 @@ impl Cpu {
         mut c: MatMut<'_>,
     ) -> Result<()> {
         let (m, k, n) = validate::gemm(&a, &b, &c)?;
-        self.run(&problem(
-            m,
-            k,
-            n,
-            alpha,
-            &a,
-            &b,
-            beta,
-            &mut c,
-            None,
-            Activation::Linear,
-        ));
+        self.run(&problem(m, k, n, alpha, &a, &b, beta, &mut c));
+        Ok(())
+    }
+
+    /// The backward pass through an activation, fused into its GEMM: `c = (a·b) ⊙ act'(z)`
+    /// elementwise, e.g. `dZ = (dY·Wᵀ) ⊙ act'(Z)`. Row-wise activations (softmax) have no
+    /// elementwise derivative and are refused.
+    pub fn gemm_act_grad(
+        &self,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        z: MatRef<'_>,
+        act: Activation,
+        mut c: MatMut<'_>,
+    ) -> Result<()> {
+        let (m, k, n) = validate::gemm(&a, &b, &c)?;
+        z.validate("z", m, n)?;
+        if act.is_row_wise() {
+            return Err(Error::InvalidArgument(format!(
+                "{act} has no elementwise derivative to fuse"
+            )));
+        }
+        let p = Problem {
+            // Gate mode only reads z.
+            z: z.data().as_ptr().cast_mut(),
+            rsz: z.row_stride(),
+            csz: z.col_stride(),
+            z_mode: ZMode::Gate(act),
+            ..problem(m, k, n, 1.0, &a, &b, 0.0, &mut c)
+        };
+        self.run(&p);
         Ok(())
     }
 
     fn run(&self, p: &Problem<'_>) {
-        let blocking = Blocking {
-            mc: 144,
-            kc: 256,
-            nc: 4080,
-        };
-        // SAFETY: `problem` built p from validated views; the kernel's availability was checked
-        // when this Cpu was configured (with_kernel) or chosen (best).
-        unsafe {
-            match self.kernel {
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2Fma => driver::gemm::<kernel::avx2::Avx2Fma>(p, blocking),
-                #[cfg(target_arch = "aarch64")]
-                Kernel::Neon => driver::gemm::<kernel::neon::Neon>(p, blocking),
-                _ => driver::gemm::<kernel::portable::Portable>(p, blocking),
-            }
+        fn go<K: Microkernel>(p: &Problem<'_>, pool: Option<&rayon::ThreadPool>) {
+            let blocking = CacheSizes::detect().blocking(K::MR, K::NR);
+            let path: Path = driver::plan::<K>(p, blocking);
+            // SAFETY: `problem` built p from validated views; the kernel's availability was
+            // checked when this Cpu was configured (with_kernel) or chosen (best).
+            unsafe { driver::gemm::<K>(p, path, blocking, pool) }
+        }
+        let pool = self.pool.as_deref();
+        match self.kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => go::<kernel::avx2::Avx2Fma>(p, pool),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => go::<kernel::neon::Neon>(p, pool),
+            _ => go::<kernel::portable::Portable>(p, pool),
         }
     }
 }
 
-/// The raw form of validated views.
+/// The raw form of validated views: `c = alpha·a·b + beta·c`, no bias, no activation, no z.
 #[allow(clippy::too_many_arguments)]
 fn problem<'a>(
     m: usize,
@@ -223,8 +289,6 @@ fn problem<'a>(
     b: &MatRef<'_>,
     beta: f32,
     c: &mut MatMut<'_>,
-    bias: Option<&'a [f32]>,
-    act: Activation,
 ) -> Problem<'a> {
     let block = |v: &MatRef<'_>| Block {
         ptr: v.data().as_ptr(),
@@ -240,10 +304,25 @@ fn problem<'a>(
         rsc: c.row_stride(),
         csc: c.col_stride(),
         c: c.data_mut().as_mut_ptr(),
+        z: std::ptr::null_mut(),
+        rsz: 0,
+        csz: 0,
+        z_mode: ZMode::Unused,
         alpha,
         beta,
-        bias,
-        act,
+        bias: None,
+        act: Activation::Linear,
+    }
+}
+
+/// `p` with a second output `z` used as `mode` says.
+fn with_z<'a>(p: Problem<'a>, z: &mut MatMut<'_>, mode: ZMode) -> Problem<'a> {
+    Problem {
+        rsz: z.row_stride(),
+        csz: z.col_stride(),
+        z: z.data_mut().as_mut_ptr(),
+        z_mode: mode,
+        ..p
     }
 }
 

@@ -470,25 +470,7 @@ impl Backend for Cpu {
         y: BufMut<'_, Vec<f32>>,
     ) -> Result<()> {
         let bias = bias.map(|b| prefix(b, w.cols, "bias")).transpose()?;
-        let (mut z, mut y) = (mat_mut(z), mat_mut(y));
-        Cpu::dense(self, mat(x), mat(w), bias, Activation::Linear, z.rb_mut())?;
-        let (m, n) = (z.rows(), z.cols());
-        y.validate_output("y", m, n)?;
-        for i in 0..m {
-            for j in 0..n {
-                *y.at_mut(i, j) = act.apply(z.at(i, j));
-            }
-            if act.is_row_wise() {
-                if y.col_stride() != 1 {
-                    return Err(Error::InvalidArgument(format!(
-                        "{act} needs a row-major y"
-                    )));
-                }
-                let start = i * y.row_stride();
-                act.apply_row(&mut y.data_mut()[start..start + n]);
-            }
-        }
-        Ok(())
+        Cpu::dense_train(self, mat(x), mat(w), bias, act, mat_mut(z), mat_mut(y))
     }
 
     fn gemm(
@@ -510,20 +492,7 @@ impl Backend for Cpu {
         act: Activation,
         c: BufMut<'_, Vec<f32>>,
     ) -> Result<()> {
-        if act.is_row_wise() {
-            return Err(Error::InvalidArgument(format!(
-                "{act} has no elementwise derivative to fuse"
-            )));
-        }
-        let (z, mut c) = (mat(z), mat_mut(c));
-        Cpu::gemm(self, 1.0, mat(a), mat(b), 0.0, c.rb_mut())?;
-        z.validate("z", c.rows(), c.cols())?;
-        for i in 0..c.rows() {
-            for j in 0..c.cols() {
-                *c.at_mut(i, j) *= act.derivative(z.at(i, j)).unwrap_or(1.0);
-            }
-        }
-        Ok(())
+        Cpu::gemm_act_grad(self, mat(a), mat(b), mat(z), act, mat_mut(c))
     }
 
     fn col_sums(&self, a: BufRef<'_, Vec<f32>>, out: &mut Vec<f32>) -> Result<()> {

@@ -197,6 +197,18 @@ fn check_inner(what: &str, view: &TensorView<'_>, expected: &[usize]) -> Result<
     }
 }
 
+/// Rejects NaN and ∞ inputs up front (an activation such as relu could hide them).
+fn check_finite(x: &TensorView<'_>) -> Result<()> {
+    match x.data().iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::InvalidArgument(format!(
+            "input value {} of sample {} is not finite",
+            x.data()[i],
+            i / x.entry_len().max(1)
+        ))),
+    }
+}
+
 impl<B: Backend> Sequential<B> {
     /// An empty model on `backend`.
     pub fn with_backend(backend: B, input_shape: &[usize]) -> Self {
@@ -584,8 +596,8 @@ impl<B: Backend> Sequential<B> {
 
     /// Checks `x` and `y` against the model and the loss before any work is done.
     fn check_data(&self, x: &TensorView<'_>, y: &TensorView<'_>) -> Result<()> {
-        check_inner("input", x, &self.input_shape)?;
         let c = self.compiled()?;
+        check_inner("input", x, &self.input_shape)?;
         let last = self.last_dense()?;
         let out = last.output_shape();
         if y.len() != x.len() {
@@ -610,7 +622,8 @@ impl<B: Backend> Sequential<B> {
                     got: shape_string(Some(y.len()), y.inner_shape()),
                 });
             }
-        } else {
+        } else if !(out.last() == Some(&1) && y.inner_shape() == &out[..out.len() - 1]) {
+            // (batch,) targets for a (batch, 1) output have the same layout, as Keras accepts.
             check_inner("targets", y, &out)?;
         }
         let rows = x.len() * last.rows_per_sample();
@@ -856,6 +869,7 @@ impl<B: Backend> Sequential<B> {
     ) -> Result<History> {
         let (x, y) = (x.into(), y.into());
         self.check_data(&x, &y)?;
+        check_finite(&x)?;
         if opts.batch_size == 0 {
             return Err(Error::InvalidArgument("batch_size must be positive".into()));
         }
@@ -868,6 +882,7 @@ impl<B: Backend> Sequential<B> {
         let (train_x, train_y, val) = match opts.validation_data {
             Some((vx, vy)) => {
                 self.check_data(&vx, &vy)?;
+                check_finite(&vx)?;
                 (x, y, Some((vx, vy)))
             }
             None if opts.validation_split > 0.0 => {

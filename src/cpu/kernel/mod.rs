@@ -11,6 +11,17 @@ pub(crate) mod avx2;
 pub(crate) mod neon;
 pub(crate) mod portable;
 
+/// What the epilogue does with the second output `z` of a tile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum ZMode {
+    /// No second output.
+    Unused,
+    /// Store the pre-activation value `alpha·acc + beta·c + bias` to `z` (training forward).
+    Store,
+    /// Multiply the result by `act'(z)` read from `z` (backward through an activation).
+    Gate(Activation),
+}
+
 /// What a microkernel does with its finished tile: `c ← act(alpha·acc + beta·c + bias)`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Epilogue {
@@ -21,69 +32,84 @@ pub(crate) struct Epilogue {
     pub bias: Option<*const f32>,
     /// Elementwise activation; `Linear` on every K block but the last.
     pub act: Activation,
+    pub z: ZMode,
 }
 
-/// A register-tiled microkernel computing an `MR × NR` tile of C from packed panels.
+/// Operands of one tile. Element (i, p) of A is at `a + i·ars + p·acs` (packed: `ars = 1`,
+/// `acs = MR`); row p of B is the `NR` floats at `b + p·brs` (packed: `brs = NR`); element
+/// (i, j) of C at `c + i·crs + j·ccs`, likewise of `z` when the epilogue uses it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tile {
+    pub kc: usize,
+    pub a: *const f32,
+    pub ars: usize,
+    pub acs: usize,
+    pub b: *const f32,
+    pub brs: usize,
+    pub c: *mut f32,
+    pub crs: usize,
+    pub ccs: usize,
+    pub z: *mut f32,
+    pub zrs: usize,
+    pub zcs: usize,
+    /// Valid rows of the tile; rows past it alias row `m − 1`, so A is never read past its end.
+    pub m: usize,
+    /// Valid columns of the tile.
+    pub n: usize,
+}
+
+/// A register-tiled microkernel family: the main `MR × NR` tile for packed panels, and
+/// thin tiles of `rows < MR` rows, as wide as their registers allow, for small batches.
 pub(crate) trait Microkernel {
-    /// Rows of the register tile (loop 1 steps by it).
+    /// Rows of the main register tile (loop 1 steps by it).
     const MR: usize;
-    /// Columns of the register tile (loop 2 steps by it).
+    /// Columns of the main register tile (loop 2 steps by it).
     const NR: usize;
 
-    /// Computes `acc = Σ_p a[p·MR + i] · b[p·NR + j]` over `kc` steps, then applies `epi` and
-    /// stores the valid `m × n` corner of the tile to `c` (element (i, j) at `c + i·rs + j·cs`).
+    /// Columns of the tile with `rows` rows (1 ≤ rows ≤ MR).
+    fn nr_for_rows(rows: usize) -> usize;
+
+    /// Computes an `MR × NR` tile: `acc = Σ_p A(i, p) · B(p, j)` over `kc` steps, then applies
+    /// `epi` and stores the valid `m × n` corner.
     ///
     /// # Safety
-    /// `a` holds `kc·MR` and `b` `kc·NR` readable f32; `epi.bias` (if set) `NR`; `c` is valid for
-    /// every element of the `m × n` tile with `m ≤ MR`, `n ≤ NR`; the kernel's CPU features exist.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        rs: usize,
-        cs: usize,
-        m: usize,
-        n: usize,
-        epi: &Epilogue,
-    );
+    /// A is readable for `min(m, MR)` rows and B for `kc` rows of `NR` floats; `epi.bias` (if
+    /// set) holds `NR` floats; C (and z when used) is valid for the `m × n` corner, `m ≥ 1`;
+    /// the kernel's CPU features exist.
+    unsafe fn tile(t: &Tile, epi: &Epilogue);
+
+    /// As [`Microkernel::tile`] with exactly `rows` rows and `nr_for_rows(rows)` columns.
+    ///
+    /// # Safety
+    /// As `tile`, with B rows and bias of `nr_for_rows(rows)` floats.
+    unsafe fn tile_rows(rows: usize, t: &Tile, epi: &Epilogue);
 }
 
-/// Largest `MR·NR` of any kernel: the stack tile that edge tiles are computed in.
-const MAX_TILE: usize = 256;
+/// Largest `MR·NR` of any tile: the stack tile that edge tiles are computed in.
+const MAX_TILE: usize = 128;
 
 /// The one microkernel body, generic over the register type: `MR` rows of `NV` registers.
 ///
 /// # Safety
-/// As [`Microkernel::run`] with `NR = NV · S::LANES`, and `S` usable in the calling context.
+/// As [`Microkernel::tile`] with `NR = NV · S::LANES`, and `S` usable in the calling context.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    rs: usize,
-    cs: usize,
-    m: usize,
-    n: usize,
-    epi: &Epilogue,
-) {
+pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(t: &Tile, epi: &Epilogue) {
     let lanes = S::LANES;
     let nr = NV * lanes;
-    debug_assert!(MR * nr <= MAX_TILE && m <= MR && n <= nr);
+    debug_assert!(MR * nr <= MAX_TILE && t.m >= 1 && t.n <= nr);
+    // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
+    let arow: [*const f32; MR] =
+        std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
 
-    // The K loop: one broadcast of A and NV loads of B feed MR·NV independent FMAs per step.
+    // The K loop: MR broadcasts of A and NV loads of B feed MR·NV independent FMAs per step.
     let mut acc = [[S::splat(0.0); NV]; MR];
-    for p in 0..kc {
-        // SAFETY: p < kc, so the NR values at b + p·NR and MR values at a + p·MR are in the panels.
+    for p in 0..t.kc {
+        // SAFETY: p < kc: row p of B and column p of A's valid rows are readable.
         unsafe {
-            let bp = b.add(p * nr);
+            let bp = t.b.add(p * t.brs);
             let bv: [S; NV] = std::array::from_fn(|v| S::load(bp.add(v * lanes)));
-            let ap = a.add(p * MR);
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ai = S::splat(*ap.add(i));
+            for (row, ar) in acc.iter_mut().zip(&arow) {
+                let ai = S::splat(*ar.add(p * t.acs));
                 for (r, &bj) in row.iter_mut().zip(&bv) {
                     *r = ai.mul_add(bj, *r);
                 }
@@ -91,22 +117,28 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
         }
     }
 
-    // The epilogue, on registers: full tiles of row-contiguous C go straight to memory, edge
-    // tiles and strided C through a stack tile so nothing outside the view is touched.
-    let direct = m == MR && n == nr && cs == 1;
+    // The epilogue, on registers: full tiles of row-contiguous C go straight to memory; edge
+    // tiles, strided C and tiles with a second output go through a stack tile, so nothing
+    // outside the views is touched.
+    let (m, n) = (t.m.min(MR), t.n);
+    let direct = m == MR && n == nr && t.ccs == 1 && epi.z == ZMode::Unused;
     let mut buf = [0.0f32; MAX_TILE];
+    let mut pre = [0.0f32; MAX_TILE];
     let (ct, crs) = if direct {
-        (c, rs)
+        (t.c, t.crs)
     } else {
         (buf.as_mut_ptr(), nr)
     };
-    if !direct && epi.beta != 0.0 {
+    let each_valid = |f: &mut dyn FnMut(usize, usize)| {
         for i in 0..m {
             for j in 0..n {
-                // SAFETY: (i, j) is inside the valid m × n tile of c and of buf.
-                unsafe { buf[i * nr + j] = *c.add(i * rs + j * cs) };
+                f(i, j)
             }
         }
+    };
+    if !direct && epi.beta != 0.0 {
+        // SAFETY: (i, j) is inside the valid m × n corner of C and of buf.
+        each_valid(&mut |i, j| unsafe { *ct.add(i * nr + j) = *t.c.add(i * t.crs + j * t.ccs) });
     }
     let bias: [S; NV] = std::array::from_fn(|v| match epi.bias {
         // SAFETY: the bias panel holds NR values.
@@ -114,25 +146,41 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(
         None => S::splat(0.0),
     });
     let (alpha, beta) = (S::splat(epi.alpha), S::splat(epi.beta));
+    let store_pre = epi.z == ZMode::Store;
     for (i, row) in acc.iter().enumerate() {
         for (v, (&r, &bv)) in row.iter().zip(&bias).enumerate() {
-            // SAFETY: direct: the full tile is valid in c; otherwise ct is the MR × NR buffer.
+            // SAFETY: direct: the full tile is valid in C; otherwise ct is the MR × NR buffer.
             unsafe {
                 let p = ct.add(i * crs + v * lanes);
                 let mut r = r.mul(alpha);
                 if epi.beta != 0.0 {
                     r = S::load(p).mul_add(beta, r);
                 }
-                activate(epi.act, r.add(bv)).store(p);
+                let r = r.add(bv);
+                if store_pre {
+                    r.store(pre.as_mut_ptr().add(i * nr + v * lanes));
+                }
+                activate(epi.act, r).store(p);
             }
         }
     }
-    if !direct {
-        for i in 0..m {
-            for j in 0..n {
-                // SAFETY: (i, j) is inside the valid m × n tile of c and of buf.
-                unsafe { *c.add(i * rs + j * cs) = buf[i * nr + j] };
-            }
-        }
+    if direct {
+        return;
     }
+    match epi.z {
+        ZMode::Unused => {}
+        // SAFETY: (i, j) is inside the valid corner of z.
+        ZMode::Store => {
+            each_valid(&mut |i, j| unsafe { *t.z.add(i * t.zrs + j * t.zcs) = pre[i * nr + j] })
+        }
+        // SAFETY: as above, reading z.
+        ZMode::Gate(act) => each_valid(&mut |i, j| unsafe {
+            let d = act
+                .derivative(*t.z.add(i * t.zrs + j * t.zcs))
+                .unwrap_or(1.0);
+            *ct.add(i * nr + j) *= d;
+        }),
+    }
+    // SAFETY: (i, j) is inside the valid m × n corner of C and of buf.
+    each_valid(&mut |i, j| unsafe { *t.c.add(i * t.crs + j * t.ccs) = *ct.add(i * nr + j) });
 }
