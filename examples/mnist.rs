@@ -122,10 +122,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let predictions = model.predict(&data.test_images, 256)?.argmax_rows();
-    let labels: Vec<usize> = data.test_labels.data().iter().map(|&l| l as usize).collect();
+    let labels: Vec<usize> = data
+        .test_labels
+        .data()
+        .iter()
+        .map(|&l| l as usize)
+        .collect();
     let confusion = confusion_matrix(&labels, &predictions, 10)?;
     println!("confusion matrix (rows: true digit, columns: predicted):");
-    println!("      {}", (0..10).map(|d| format!("{d:>5}")).collect::<String>());
+    println!(
+        "      {}",
+        (0..10).map(|d| format!("{d:>5}")).collect::<String>()
+    );
     for (d, row) in confusion.iter().enumerate() {
         let cells: String = row.iter().map(|c| format!("{c:>5}")).collect();
         println!("  {d:>2}  {cells}");
@@ -153,18 +161,16 @@ fn plot_history(h: &History, path: &PathBuf) -> Result<(), Box<dyn std::error::E
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 2));
     for (panel, metric) in panels.iter().zip(["loss", "accuracy"]) {
-        let series: Vec<(&str, &[f64], RGBColor)> = [
-            (metric.to_string(), BLUE),
-            (format!("val_{metric}"), RED),
-        ]
-        .iter()
-        .filter_map(|(name, color)| {
-            h.metrics
+        let series: Vec<(&str, &[f64], RGBColor)> =
+            [(metric.to_string(), BLUE), (format!("val_{metric}"), RED)]
                 .iter()
-                .find(|(n, _)| n == name)
-                .map(|(n, v)| (n.as_str(), v.as_slice(), *color))
-        })
-        .collect();
+                .filter_map(|(name, color)| {
+                    h.metrics
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(n, v)| (n.as_str(), v.as_slice(), *color))
+                })
+                .collect();
         let values = series.iter().flat_map(|(_, v, _)| v.iter().copied());
         let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(v), b.max(v))

@@ -11,7 +11,9 @@ fn tensor(shape: &[usize], seed: u32) -> Tensor {
     let n: usize = shape.iter().product();
     let data = (0..n)
         .map(|i| {
-            let v = ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(97)))
+            let v = ((i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(97)))
                 % 2000;
             v as f32 / 1000.0 - 1.0 + 0.000_37
         })
@@ -72,14 +74,24 @@ fn dense_backward_matches_finite_differences_for_every_activation() {
         let mut m = Sequential::new(&[3]).seed(7);
         m.add(Dense::new(4).activation(act)).unwrap();
         m.compile("sgd", mse(), &[]).unwrap();
-        check_gradients(&mut m, &tensor(&[5, 3], 1), &tensor(&[5, 4], 2), &format!("{act} output"));
+        check_gradients(
+            &mut m,
+            &tensor(&[5, 3], 1),
+            &tensor(&[5, 4], 2),
+            &format!("{act} output"),
+        );
 
         // As a hidden layer: dX = dZ·Wᵀ gated by act' (fused, or unfused for softmax).
         let mut m = Sequential::new(&[3]).seed(8);
         m.add(Dense::new(5).activation(act)).unwrap();
         m.add(Dense::new(2)).unwrap();
         m.compile("sgd", mse(), &[]).unwrap();
-        check_gradients(&mut m, &tensor(&[6, 3], 3), &tensor(&[6, 2], 4), &format!("{act} hidden"));
+        check_gradients(
+            &mut m,
+            &tensor(&[6, 3], 3),
+            &tensor(&[6, 2], 4),
+            &format!("{act} hidden"),
+        );
     }
 }
 
@@ -90,10 +102,16 @@ fn flatten_and_nd_inputs_backpropagate() {
     m.add(Dense::new(5).activation("sigmoid")).unwrap();
     m.add(Flatten::new()).unwrap();
     m.add(Dense::new(3).activation("softmax")).unwrap();
-    m.compile("adam", "sparse_categorical_crossentropy", &[]).unwrap();
+    m.compile("adam", "sparse_categorical_crossentropy", &[])
+        .unwrap();
     assert_eq!(m.output_shape(), vec![3]);
     let y = Tensor::new(&[4], vec![0.0, 2.0, 1.0, 2.0]).unwrap();
-    check_gradients(&mut m, &tensor(&[4, 3, 4], 5), &y, "flatten after N-D dense");
+    check_gradients(
+        &mut m,
+        &tensor(&[4, 3, 4], 5),
+        &y,
+        "flatten after N-D dense",
+    );
 
     // Targets per row for an N-D output.
     let mut m = Sequential::new(&[2, 3]).seed(10);
@@ -101,7 +119,12 @@ fn flatten_and_nd_inputs_backpropagate() {
     m.add(Dense::new(1)).unwrap();
     m.compile("sgd", mse(), &[]).unwrap();
     assert_eq!(m.output_shape(), vec![2, 1]);
-    check_gradients(&mut m, &tensor(&[3, 2, 3], 6), &tensor(&[3, 2, 1], 7), "N-D dense");
+    check_gradients(
+        &mut m,
+        &tensor(&[3, 2, 3], 6),
+        &tensor(&[3, 2, 1], 7),
+        "N-D dense",
+    );
 }
 
 #[test]
@@ -112,10 +135,18 @@ fn every_loss_gradient_matches_finite_differences() {
         vec![1., 0., 0., 0., 0., 1., 0., 1., 0., 0.2, 0.8, 0.],
     )
     .unwrap();
-    let binary = Tensor::new(&[4, 3], vec![1., 0., 1., 0., 0., 1., 1., 1., 0., 0., 1., 0.]).unwrap();
+    let binary = Tensor::new(
+        &[4, 3],
+        vec![1., 0., 1., 0., 0., 1., 1., 1., 0., 0., 1., 0.],
+    )
+    .unwrap();
     let cases: [(&str, &str, &Tensor); 10] = [
         ("softmax", "sparse_categorical_crossentropy", &labels),
-        ("linear", "sparse_categorical_crossentropy_from_logits", &labels),
+        (
+            "linear",
+            "sparse_categorical_crossentropy_from_logits",
+            &labels,
+        ),
         ("sigmoid", "sparse_categorical_crossentropy", &labels),
         ("softmax", "categorical_crossentropy", &onehot),
         ("tanh", "categorical_crossentropy_from_logits", &onehot),
@@ -176,7 +207,9 @@ fn regularizers_add_to_loss_and_gradients() {
     let mut h = vec![0.0f64; 15];
     for (i, hv) in h.iter_mut().enumerate() {
         let (r, c) = (i / 3, i % 3);
-        let z: f32 = (0..4).map(|k| x.data()[r * 4 + k] * hidden[0].data()[k * 3 + c]).sum::<f32>()
+        let z: f32 = (0..4)
+            .map(|k| x.data()[r * 4 + k] * hidden[0].data()[k * 3 + c])
+            .sum::<f32>()
             + hidden[1].data()[c];
         *hv = f64::from(z.tanh());
     }
@@ -194,7 +227,8 @@ fn small_mlp_loss_and_gradients_match_hand_computation() {
     let mut m = Sequential::new(&[2]).seed(0);
     m.add(Dense::new(2).activation("relu")).unwrap();
     m.add(Dense::new(2).activation("softmax")).unwrap();
-    m.compile("sgd", "sparse_categorical_crossentropy", &[]).unwrap();
+    m.compile("sgd", "sparse_categorical_crossentropy", &[])
+        .unwrap();
     let t = |s: &[usize], v: &[f32]| Tensor::new(s, v.to_vec()).unwrap();
     m.set_weights(&[
         t(&[2, 2], &[0.1, -0.2, 0.3, 0.4]),
@@ -249,7 +283,10 @@ fn grad(w: &[f64]) -> [f64; 2] {
 
 fn assert_close(got: &[f64], want: &[f64], what: &str) {
     for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() < 1e-6 * (1.0 + w.abs()), "{what}: {got:?} vs {want:?}");
+        assert!(
+            (g - w).abs() < 1e-6 * (1.0 + w.abs()),
+            "{what}: {got:?} vs {want:?}"
+        );
     }
 }
 

@@ -13,8 +13,12 @@ fn mnist_model(seed: u64) -> Sequential {
     m.add(Flatten::new()).unwrap();
     m.add(Dense::new(128).activation("relu")).unwrap();
     m.add(Dense::new(10).activation("softmax")).unwrap();
-    m.compile("adam", "sparse_categorical_crossentropy", &[Metric::Accuracy])
-        .unwrap();
+    m.compile(
+        "adam",
+        "sparse_categorical_crossentropy",
+        &[Metric::Accuracy],
+    )
+    .unwrap();
     m
 }
 
@@ -36,9 +40,7 @@ fn toy(n: usize, seed: u32) -> (Tensor, Tensor) {
                 (s >> 8) as f32 / (1 << 24) as f32
             })
             .collect();
-        let class = (0..3)
-            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-            .unwrap();
+        let class = (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
         y.push(class as f32);
         x.extend(row);
     }
@@ -139,7 +141,13 @@ fn weights_round_trip_through_set_get_and_safetensors() {
     // Atomic write leaves no temporary file behind.
     let leftovers = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp-")
+        })
         .count();
     assert_eq!(leftovers, 0);
 }
@@ -197,7 +205,11 @@ fn bad_inputs_and_targets_are_errors() {
 
     let wrong = Tensor::zeros(&[4, 784]).unwrap();
     let e = m.fit(&wrong, &y, &quiet(1, 2)).unwrap_err();
-    assert!(e.to_string().contains("expected shape (None, 28, 28), got (4, 784)"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("expected shape (None, 28, 28), got (4, 784)"),
+        "{e}"
+    );
     assert!(m.predict(&wrong, 2).is_err());
 
     let out_of_range = Tensor::new(&[4], vec![0.0, 1.0, 10.0, 3.0]).unwrap();
@@ -206,7 +218,10 @@ fn bad_inputs_and_targets_are_errors() {
     let fractional = Tensor::new(&[4], vec![0.0, 1.5, 1.0, 3.0]).unwrap();
     assert!(m.evaluate(&x, &fractional, 2).is_err());
     let short = Tensor::new(&[3], vec![0.0, 1.0, 1.0]).unwrap();
-    assert!(matches!(m.fit(&x, &short, &quiet(1, 2)), Err(Error::TensorShape { .. })));
+    assert!(matches!(
+        m.fit(&x, &short, &quiet(1, 2)),
+        Err(Error::TensorShape { .. })
+    ));
     assert!(m.fit(&x, &y, &quiet(1, 0)).is_err());
     let split = FitOptions {
         validation_split: 1.0,
@@ -226,7 +241,10 @@ fn bad_inputs_and_targets_are_errors() {
     assert!(n.add(Dense::new(2).name("dense")).is_err());
     assert!(n.compile("adamw", "mse", &[]).is_err());
     assert!(n.compile("adam", "hinge", &[]).is_err());
-    assert!(matches!(n.fit(&x, &y, &quiet(1, 2)), Err(Error::NotReady(_))));
+    assert!(matches!(
+        n.fit(&x, &y, &quiet(1, 2)),
+        Err(Error::NotReady(_))
+    ));
     let bad_lr = Sgd {
         learning_rate: f32::NAN,
         ..Sgd::default()
@@ -314,9 +332,20 @@ fn divergence_stops_with_epoch_and_step() {
     let mut m = Sequential::new(&[6]).seed(1);
     m.add(Dense::new(4).activation("tanh")).unwrap();
     m.add(Dense::new(3).activation("softmax")).unwrap();
-    m.compile("sgd", "sparse_categorical_crossentropy", &[]).unwrap();
+    m.compile("sgd", "sparse_categorical_crossentropy", &[])
+        .unwrap();
     let e = m.train_on_batch(&nan, &y).unwrap_err();
-    assert!(matches!(e, Error::NonFinite { epoch: 1, step: 1, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                epoch: 1,
+                step: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -333,8 +362,12 @@ fn constraints_hold_after_every_update() {
             .bias_constraint("non_neg"),
     )
     .unwrap();
-    m.add(Dense::new(3).activation("softmax").kernel_constraint("unit_norm"))
-        .unwrap();
+    m.add(
+        Dense::new(3)
+            .activation("softmax")
+            .kernel_constraint("unit_norm"),
+    )
+    .unwrap();
     m.compile("adam", "sparse_categorical_crossentropy", &[])
         .unwrap();
     m.fit(&x, &y, &quiet(2, 16)).unwrap();
@@ -354,12 +387,19 @@ fn constraints_hold_after_every_update() {
 #[test]
 fn initializers_by_name_build_their_distributions() {
     for (name, check) in [
-        ("zeros", (|v: &[f32]| v.iter().all(|&x| x == 0.0)) as fn(&[f32]) -> bool),
+        (
+            "zeros",
+            (|v: &[f32]| v.iter().all(|&x| x == 0.0)) as fn(&[f32]) -> bool,
+        ),
         ("ones", |v| v.iter().all(|&x| x == 1.0)),
         ("random_uniform", |v| v.iter().all(|x| x.abs() <= 0.05)),
         ("truncated_normal", |v| v.iter().all(|x| x.abs() <= 0.1)),
-        ("he_uniform", |v| v.iter().all(|x| x.abs() <= (6.0f32 / 50.0).sqrt())),
-        ("lecun_uniform", |v| v.iter().all(|x| x.abs() <= (3.0f32 / 50.0).sqrt())),
+        ("he_uniform", |v| {
+            v.iter().all(|x| x.abs() <= (6.0f32 / 50.0).sqrt())
+        }),
+        ("lecun_uniform", |v| {
+            v.iter().all(|x| x.abs() <= (3.0f32 / 50.0).sqrt())
+        }),
     ] {
         let mut m = Sequential::new(&[50]).seed(3);
         m.add(Dense::new(40).kernel_initializer(name)).unwrap();

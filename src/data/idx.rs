@@ -135,6 +135,11 @@ mod tests {
         assert!(msg(&idx(&[2, 3], &[1, 2, 3])).contains("truncated: dimensions [2, 3] need 6"));
         assert!(msg(&idx(&[1], &[1, 2])).contains("too long"));
         assert!(msg(&[0x1f, 0x8b, 8, 0, 1, 2, 3]).contains("corrupt gzip"));
-        assert!(read(Path::new("/nonexistent/idx")).unwrap_err().to_string().contains("/nonexistent/idx"));
+        assert!(
+            read(Path::new("/nonexistent/idx"))
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/idx")
+        );
     }
 }

@@ -440,9 +440,9 @@ impl Backend for Cpu {
     ) -> Result<()> {
         let dst = prefix_mut(dst, rows.len() * row_len, "write destination")?;
         for (d, &r) in dst.chunks_exact_mut(row_len.max(1)).zip(rows) {
-            let s = src.get(r * row_len..(r + 1) * row_len).ok_or_else(|| {
-                Error::InvalidArgument(format!("row {r} is outside the source"))
-            })?;
+            let s = src
+                .get(r * row_len..(r + 1) * row_len)
+                .ok_or_else(|| Error::InvalidArgument(format!("row {r} is outside the source")))?;
             d.copy_from_slice(s);
         }
         Ok(())

@@ -53,7 +53,10 @@ impl Constraint {
         match axis {
             0 => {
                 for j in 0..cols {
-                    let norm = (0..rows).map(|i| w[i * cols + j].powi(2)).sum::<f32>().sqrt();
+                    let norm = (0..rows)
+                        .map(|i| w[i * cols + j].powi(2))
+                        .sum::<f32>()
+                        .sqrt();
                     let s = scale(norm);
                     (0..rows).for_each(|i| w[i * cols + j] *= s);
                 }
@@ -134,14 +137,26 @@ mod tests {
         let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
         assert!(close(w[0], 1.2) && close(w[2], 1.6) && close(w[1], 0.0) && close(w[3], 0.5));
         let mut w = [3.0, 4.0];
-        "unit_norm".parse::<Constraint>().unwrap().apply(&mut w, 1, 2).unwrap();
+        "unit_norm"
+            .parse::<Constraint>()
+            .unwrap()
+            .apply(&mut w, 1, 2)
+            .unwrap();
         assert!(close(w[0], 0.6) && close(w[1], 0.8));
         let mut w = [-1.0, 2.0];
         Constraint::NonNeg.apply(&mut w, 1, 2).unwrap();
         assert_eq!(w, [0.0, 2.0]);
         let mut w = [0.3, 0.4];
-        "min_max_norm".parse::<Constraint>().unwrap().apply(&mut w, 2, 1).unwrap();
+        "min_max_norm"
+            .parse::<Constraint>()
+            .unwrap()
+            .apply(&mut w, 2, 1)
+            .unwrap();
         assert!(close(w[0], 0.3) && close(w[1], 0.4));
-        assert!(Constraint::UnitNorm { axis: 2 }.apply(&mut [1.0; 4], 2, 2).is_err());
+        assert!(
+            Constraint::UnitNorm { axis: 2 }
+                .apply(&mut [1.0; 4], 2, 2)
+                .is_err()
+        );
     }
 }

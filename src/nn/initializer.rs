@@ -97,8 +97,7 @@ impl Initializer {
         let n: usize = shape.iter().product();
         let (fan_in, fan_out) = fans(shape);
         let uniform_limit = |scale: f64, fan: f64| (3.0 * scale / fan.max(1.0)).sqrt();
-        let normal_stddev =
-            |scale: f64, fan: f64| (scale / fan.max(1.0)).sqrt() / TRUNCATED_STDDEV;
+        let normal_stddev = |scale: f64, fan: f64| (scale / fan.max(1.0)).sqrt() / TRUNCATED_STDDEV;
         let avg = (fan_in + fan_out) / 2.0;
         let mut fill_uniform = |l: f64| (0..n).map(|_| uniform(rng, -l, l)).collect();
         match *self {
@@ -190,9 +189,7 @@ impl FromStr for Initializer {
             "ones" => Initializer::Ones,
             "orthogonal" => Initializer::Orthogonal { gain: 1.0 },
             _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown initializer {s:?}"
-                )));
+                return Err(Error::InvalidArgument(format!("unknown initializer {s:?}")));
             }
         })
     }
@@ -215,7 +212,10 @@ mod tests {
         assert!((var / (2.0 / 400.0) - 1.0).abs() < 0.05, "{var}");
         let bound = 2.0 * (2.0f32 / 400.0).sqrt() / TRUNCATED_STDDEV as f32;
         assert!(w.iter().all(|v| v.abs() <= bound * 1.0001));
-        assert_eq!(Initializer::Constant(3.5).sample(&[2, 2], &mut rng), [3.5; 4]);
+        assert_eq!(
+            Initializer::Constant(3.5).sample(&[2, 2], &mut rng),
+            [3.5; 4]
+        );
     }
 
     #[test]

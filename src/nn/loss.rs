@@ -205,7 +205,9 @@ impl Loss {
         let rows = rows as f32;
         let t_sum: f32 = (0..cols).map(&target).sum();
         if from_logits {
-            let max = (0..cols).map(|j| y.at(i, j)).fold(f32::NEG_INFINITY, f32::max);
+            let max = (0..cols)
+                .map(|j| y.at(i, j))
+                .fold(f32::NEG_INFINITY, f32::max);
             let sum: f32 = (0..cols).map(|j| (y.at(i, j) - max).exp()).sum();
             let lse = max + sum.ln();
             let loss: f64 = (0..cols)
@@ -293,7 +295,9 @@ impl FromStr for Loss {
             None => (name.as_str(), false),
         };
         Ok(match base {
-            "sparse_categorical_crossentropy" => Loss::SparseCategoricalCrossentropy { from_logits },
+            "sparse_categorical_crossentropy" => {
+                Loss::SparseCategoricalCrossentropy { from_logits }
+            }
             "categorical_crossentropy" => Loss::CategoricalCrossentropy { from_logits },
             "binary_crossentropy" => Loss::BinaryCrossentropy { from_logits },
             "mean_squared_error" | "mse" if !from_logits => Loss::MeanSquaredError,

@@ -268,7 +268,12 @@ impl<B: Backend> Sequential<B> {
                 let same = self
                     .layers
                     .iter()
-                    .filter(|l| matches!((l, kind), (Layer::Dense(_), "dense") | (Layer::Flatten { .. }, "flatten")))
+                    .filter(|l| {
+                        matches!(
+                            (l, kind),
+                            (Layer::Dense(_), "dense") | (Layer::Flatten { .. }, "flatten")
+                        )
+                    })
                     .count();
                 if same == 0 {
                     kind.to_string()
@@ -599,7 +604,9 @@ impl<B: Backend> Sequential<B> {
         let c = self.compiled()?;
         check_inner("input", x, &self.input_shape)?;
         let last = self.last_dense()?;
-        let out = last.output_shape();
+        // The output shape is `lead + [units]`; compared piecewise so a step allocates nothing.
+        let lead = &last.input_shape[..last.input_shape.len() - 1];
+        let units = last.units();
         if y.len() != x.len() {
             return Err(Error::TensorShape {
                 what: "targets".into(),
@@ -607,24 +614,27 @@ impl<B: Backend> Sequential<B> {
                 got: format!("{} samples", y.len()),
             });
         }
-        if let Loss::SparseCategoricalCrossentropy { .. } = c.loss {
-            let lead = &out[..out.len() - 1];
-            let with_one = y.inner_shape().len() == out.len() && y.inner_shape().last() == Some(&1);
-            let inner = if with_one {
-                &y.inner_shape()[..lead.len()]
-            } else {
-                y.inner_shape()
-            };
-            if inner != lead {
-                return Err(Error::TensorShape {
-                    what: "sparse targets".into(),
-                    expected: shape_string(None, lead),
-                    got: shape_string(Some(y.len()), y.inner_shape()),
-                });
-            }
-        } else if !(out.last() == Some(&1) && y.inner_shape() == &out[..out.len() - 1]) {
+        let inner = y.inner_shape();
+        let is_lead_plus = |tail: usize| {
+            inner.len() == lead.len() + 1
+                && &inner[..lead.len()] == lead
+                && inner[lead.len()] == tail
+        };
+        let ok = match c.loss {
+            Loss::SparseCategoricalCrossentropy { .. } => inner == lead || is_lead_plus(1),
             // (batch,) targets for a (batch, 1) output have the same layout, as Keras accepts.
-            check_inner("targets", y, &out)?;
+            _ => is_lead_plus(units) || (units == 1 && inner == lead),
+        };
+        if !ok {
+            let expected = match c.loss {
+                Loss::SparseCategoricalCrossentropy { .. } => shape_string(None, lead),
+                _ => shape_string(None, &last.output_shape()),
+            };
+            return Err(Error::TensorShape {
+                what: format!("targets for {}", c.loss),
+                expected,
+                got: shape_string(Some(y.len()), inner),
+            });
         }
         let rows = x.len() * last.rows_per_sample();
         let tc = c.loss.target_cols(last.units());
@@ -659,7 +669,12 @@ impl<B: Backend> Sequential<B> {
                 Some(z) if train => Some(BufMut::row_major(z, rows, d.units())),
                 _ => None,
             };
-            d.forward(backend, x, z, BufMut::row_major(&mut cur.y, rows, d.units()))?;
+            d.forward(
+                backend,
+                x,
+                z,
+                BufMut::row_major(&mut cur.y, rows, d.units()),
+            )?;
             if let Some(r) = &d.cfg.activity_regularizer {
                 penalty += backend.regularize(r, rows * d.units(), &cur.y, None)?;
             }
@@ -744,7 +759,8 @@ impl<B: Backend> Sequential<B> {
             let rows = m * d.rows_per_sample();
             let input = if k == 0 { &ws.x } else { &before[k - 1].y };
             let dz = BufRef::row_major(&cur.dz, rows, d.units());
-            penalty += d.backward_params(backend, BufRef::row_major(input, rows, d.in_dim()), dz)?;
+            penalty +=
+                d.backward_params(backend, BufRef::row_major(input, rows, d.in_dim()), dz)?;
             if k == 0 {
                 break; // nothing below needs dX
             }
@@ -775,7 +791,12 @@ impl<B: Backend> Sequential<B> {
                     .z
                     .as_ref()
                     .map(|z| (BufRef::row_major(z, rows, cols), p.act()));
-                d.backward_input(backend, dz, gate, BufMut::row_major(&mut prev.dz, rows, cols))?;
+                d.backward_input(
+                    backend,
+                    dz,
+                    gate,
+                    BufMut::row_major(&mut prev.dz, rows, cols),
+                )?;
             }
         }
         Ok(penalty)
@@ -999,14 +1020,16 @@ impl<B: Backend> Sequential<B> {
         let r = self.evaluate_running(&x, &y, batch_size)?;
         Ok(Evaluation {
             loss: r.loss(),
-            accuracy: metrics
-                .contains(&Metric::Accuracy)
-                .then(|| r.accuracy()),
+            accuracy: metrics.contains(&Metric::Accuracy).then(|| r.accuracy()),
         })
     }
 
     /// The model's outputs for `x`, computed in batches (Keras `predict`).
-    pub fn predict<'a>(&mut self, x: impl Into<TensorView<'a>>, batch_size: usize) -> Result<Tensor> {
+    pub fn predict<'a>(
+        &mut self,
+        x: impl Into<TensorView<'a>>,
+        batch_size: usize,
+    ) -> Result<Tensor> {
         let x = x.into();
         check_inner("input", &x, &self.input_shape)?;
         self.last_dense()?;
@@ -1021,7 +1044,8 @@ impl<B: Backend> Sequential<B> {
             self.forward(end - start, false)?;
             let ws = self.ws.as_ref().expect("workspace allocated");
             let y = &ws.acts.last().expect("one Acts per Dense").y;
-            self.backend.read(y, &mut out[start * out_len..end * out_len])?;
+            self.backend
+                .read(y, &mut out[start * out_len..end * out_len])?;
         }
         let shape: Vec<usize> = std::iter::once(x.len()).chain(out_shape).collect();
         Tensor::new(&shape, out)

@@ -136,7 +136,11 @@ impl Optimizer {
             }
         };
         let unit = |v: f32| (0.0..1.0).contains(&v);
-        ok("learning_rate", self.learning_rate(), self.learning_rate() >= 0.0)?;
+        ok(
+            "learning_rate",
+            self.learning_rate(),
+            self.learning_rate() >= 0.0,
+        )?;
         match self {
             Optimizer::Sgd(o) => ok("momentum", o.momentum, unit(o.momentum)),
             Optimizer::Adam(o) => {
@@ -204,8 +208,7 @@ impl Optimizer {
                 epsilon,
             }) => {
                 let t = step.max(1) as i32;
-                let alpha = f64::from(learning_rate)
-                    * (1.0 - f64::from(beta_2).powi(t)).sqrt()
+                let alpha = f64::from(learning_rate) * (1.0 - f64::from(beta_2).powi(t)).sqrt()
                     / (1.0 - f64::from(beta_1).powi(t));
                 let alpha = alpha as f32;
                 let [m, v] = slots else {

@@ -84,8 +84,9 @@ impl Progress {
             let style = ProgressStyle::with_template("{prefix:.bold} {bar:20.green/white} {msg}")
                 .expect("static template")
                 .progress_chars("━━");
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout())
-                .with_style(style);
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout())
+                    .with_style(style);
             bar.set_prefix(Self::counter(0, total));
             bar
         });

@@ -28,7 +28,9 @@ impl Regularizer {
     /// The penalty of `x`.
     pub fn penalty(&self, x: &[f32]) -> f64 {
         x.iter()
-            .map(|&v| f64::from(self.l1) * f64::from(v.abs()) + f64::from(self.l2) * f64::from(v * v))
+            .map(|&v| {
+                f64::from(self.l1) * f64::from(v.abs()) + f64::from(self.l2) * f64::from(v * v)
+            })
             .sum()
     }
 
