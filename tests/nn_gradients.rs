@@ -204,7 +204,7 @@ fn regularizers_add_to_loss_and_gradients() {
     plain.set_weights(&w).unwrap();
     let (without, _) = plain.compute_gradients(&x, &y).unwrap();
     let hidden = plain.get_layer_weights("dense").unwrap();
-    let mut h = vec![0.0f64; 15];
+    let mut h = [0.0f64; 15];
     for (i, hv) in h.iter_mut().enumerate() {
         let (r, c) = (i / 3, i % 3);
         let z: f32 = (0..4)

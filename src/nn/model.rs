@@ -26,7 +26,7 @@ use crate::cpu::Cpu;
 use crate::error::{Error, Result};
 
 enum Layer<B: Backend> {
-    Dense(DenseLayer<B>),
+    Dense(Box<DenseLayer<B>>),
     Flatten {
         name: String,
         output_shape: Vec<usize>,
@@ -165,7 +165,7 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -291,7 +291,7 @@ impl<B: Backend> Sequential<B> {
             Some(cfg) => {
                 let d = DenseLayer::build(&self.backend, cfg, name, &input, &mut self.rng)?;
                 self.dense.push(self.layers.len());
-                Layer::Dense(d)
+                Layer::Dense(Box::new(d))
             }
             None => Layer::Flatten {
                 name,
@@ -334,14 +334,14 @@ impl<B: Backend> Sequential<B> {
 
     fn dense_layers(&self) -> impl Iterator<Item = &DenseLayer<B>> {
         self.layers.iter().filter_map(|l| match l {
-            Layer::Dense(d) => Some(d),
+            Layer::Dense(d) => Some(&**d),
             Layer::Flatten { .. } => None,
         })
     }
 
     fn dense_layers_mut(&mut self) -> impl Iterator<Item = &mut DenseLayer<B>> {
         self.layers.iter_mut().filter_map(|l| match l {
-            Layer::Dense(d) => Some(d),
+            Layer::Dense(d) => Some(&mut **d),
             Layer::Flatten { .. } => None,
         })
     }
@@ -1016,6 +1016,7 @@ impl<B: Backend> Sequential<B> {
     ) -> Result<Evaluation> {
         let (x, y) = (x.into(), y.into());
         self.check_data(&x, &y)?;
+        check_finite(&x)?;
         let metrics = self.compiled()?.metrics.clone();
         let r = self.evaluate_running(&x, &y, batch_size)?;
         Ok(Evaluation {

@@ -227,7 +227,7 @@ impl<'a> TensorView<'a> {
     /// The matrix view over the last axis: `(product of the other dims) × last dim`.
     pub fn as_mat(&self) -> MatRef<'a> {
         let cols = self.inner.last().copied().unwrap_or(1);
-        let rows = if cols == 0 { 0 } else { self.data.len() / cols };
+        let rows = self.data.len().checked_div(cols).unwrap_or(0);
         MatRef::row_major(self.data, rows, cols)
     }
 
