@@ -15,6 +15,7 @@ use densecore::nn::{
     Dense, FitOptions, Flatten, History, Metric, Optimizer, Sequential, Verbose, confusion_matrix,
 };
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a 784-128-10 MLP on MNIST with densecore")]
@@ -188,6 +189,7 @@ fn plot_history(h: &History, path: &PathBuf) -> Result<(), Box<dyn std::error::E
             .x_desc("epoch")
             .y_desc(metric)
             .x_labels(epochs.min(10))
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
         for (name, v, color) in series {
             chart
@@ -213,17 +215,26 @@ fn plot_history(h: &History, path: &PathBuf) -> Result<(), Box<dyn std::error::E
     Ok(())
 }
 
-/// The confusion matrix as a heat map with the counts written in.
+/// The confusion matrix as a heat map with the counts written in (true digit 0 on top).
 fn plot_confusion(m: &[Vec<u64>], path: &PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let n = m.len();
-    let root = SVGBackend::new(path, (560, 560)).into_drawing_area();
+    let root = SVGBackend::new(path, (600, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption("confusion matrix (test set)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(40)
-        .build_cartesian_2d(0..n, 0..n)?;
+        .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())?;
+    // Segments 0..=n − 1; row r of the plot (from the bottom) shows true digit n − 1 − r.
+    let digit = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(d) => d.to_string(),
+        _ => String::new(),
+    };
+    let true_digit = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(r) if *r < n => (n - 1 - r).to_string(),
+        _ => String::new(),
+    };
     chart
         .configure_mesh()
         .disable_mesh()
@@ -231,24 +242,33 @@ fn plot_confusion(m: &[Vec<u64>], path: &PathBuf) -> Result<(), Box<dyn std::err
         .y_desc("true")
         .x_labels(n)
         .y_labels(n)
-        .x_label_offset(20)
-        .y_label_offset(-20)
+        .x_label_formatter(&digit)
+        .y_label_formatter(&true_digit)
         .draw()?;
     let max = m.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let cell = |p: usize, r: usize| {
+        [
+            (SegmentValue::Exact(p), SegmentValue::Exact(r)),
+            (SegmentValue::Exact(p + 1), SegmentValue::Exact(r + 1)),
+        ]
+    };
     chart.draw_series(m.iter().enumerate().flat_map(|(t, row)| {
         row.iter().enumerate().map(move |(p, &c)| {
             // Log scale so that the few errors show against the large diagonal.
             let shade = ((c as f64 + 1.0).ln() / (max + 1.0).ln() * 230.0) as u8;
-            let y = n - 1 - t;
             Rectangle::new(
-                [(p, y), (p + 1, y + 1)],
+                cell(p, n - 1 - t),
                 RGBColor(255 - shade, 255 - shade / 2, 255).filled(),
             )
         })
     }))?;
+    let style =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
     chart.draw_series(m.iter().enumerate().flat_map(|(t, row)| {
+        let style = style.clone();
         row.iter().enumerate().map(move |(p, &c)| {
-            Text::new(c.to_string(), (p, n - t), ("sans-serif", 12).into_font())
+            let at = (SegmentValue::CenterOf(p), SegmentValue::CenterOf(n - 1 - t));
+            Text::new(c.to_string(), at, style.clone())
         })
     }))?;
     root.present()?;
