@@ -230,8 +230,8 @@ pub trait Backend: Clone + fmt::Debug {
         dy: BufRef<'_, Self::Buffer>,
         dz: BufMut<'_, Self::Buffer>,
     ) -> Result<()> {
-        let (z, y, dy) = (self.host(z)?, self.host(y)?, self.host(dy)?);
-        self.through_host(dz, |dz| act_grad(z.mat(), y.mat(), act, dy.mat(), dz))
+        let (z, y, dy) = (host(self, z)?, host(self, y)?, host(self, dy)?);
+        through_host(self, dz, |dz| act_grad(z.mat(), y.mat(), act, dy.mat(), dz))
     }
 
     /// The batch's mean loss and correct predictions; with `dz`, also the gradient of the mean
@@ -246,12 +246,12 @@ pub trait Backend: Clone + fmt::Debug {
         targets: BufRef<'_, Self::Buffer>,
         dz: Option<BufMut<'_, Self::Buffer>>,
     ) -> Result<BatchStats> {
-        let (z, y, t) = (self.host(z)?, self.host(y)?, self.host(targets)?);
+        let (z, y, t) = (host(self, z)?, host(self, y)?, host(self, targets)?);
         match dz {
             None => loss.compute(act, z.mat(), y.mat(), t.mat(), None),
             Some(dz) => {
                 let mut stats = None;
-                self.through_host(dz, |dz| {
+                through_host(self, dz, |dz| {
                     stats = Some(loss.compute(act, z.mat(), y.mat(), t.mat(), Some(dz))?);
                     Ok(())
                 })?;
@@ -293,38 +293,34 @@ pub trait Backend: Clone + fmt::Debug {
         c.apply(&mut p, rows, cols)?;
         self.write(param, &p)
     }
+}
 
-    /// A host copy of a view (for the default implementations).
-    #[doc(hidden)]
-    fn host(&self, v: BufRef<'_, Self::Buffer>) -> Result<HostMat> {
-        let mut data = vec![0.0; v.span()];
-        self.read(v.buf, &mut data)?;
-        Ok(HostMat {
-            data,
-            rows: v.rows,
-            cols: v.cols,
-            rs: v.rs,
-            cs: v.cs,
-        })
-    }
+/// A host copy of a view (for the default implementations).
+fn host<B: Backend>(b: &B, v: BufRef<'_, B::Buffer>) -> Result<HostMat> {
+    let mut data = vec![0.0; v.span()];
+    b.read(v.buf, &mut data)?;
+    Ok(HostMat {
+        data,
+        rows: v.rows,
+        cols: v.cols,
+        rs: v.rs,
+        cs: v.cs,
+    })
+}
 
-    /// Runs `f` on a host copy of `v`, then writes it back (for the default implementations).
-    #[doc(hidden)]
-    fn through_host(
-        &self,
-        v: BufMut<'_, Self::Buffer>,
-        f: impl FnOnce(MatMut<'_>) -> Result<()>,
-    ) -> Result<()> {
-        let mut h = self.host(v.as_ref())?;
-        f(MatMut::new(&mut h.data, h.rows, h.cols, h.rs, h.cs))?;
-        self.write(v.buf, &h.data)
-    }
+/// Runs `f` on a host copy of `v`, then writes it back (for the default implementations).
+fn through_host<B: Backend>(
+    b: &B,
+    v: BufMut<'_, B::Buffer>,
+    f: impl FnOnce(MatMut<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut h = host(b, v.as_ref())?;
+    f(MatMut::new(&mut h.data, h.rows, h.cols, h.rs, h.cs))?;
+    b.write(v.buf, &h.data)
 }
 
 /// A host copy of a strided view.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct HostMat {
+struct HostMat {
     data: Vec<f32>,
     rows: usize,
     cols: usize,

@@ -257,43 +257,39 @@ impl<B: Backend> Sequential<B> {
     /// Builds `layer` on the current output shape and appends it; weights are initialized here.
     pub fn add(&mut self, layer: impl Into<LayerConfig>) -> Result<&mut Self> {
         let input = self.output_shape();
-        let (kind, custom) = match &layer.into() {
-            LayerConfig::Dense(d) => ("dense", (d.name.clone(), Some(d.clone()))),
-            LayerConfig::Flatten(f) => ("flatten", (f.name.clone(), None)),
+        let layer = layer.into();
+        let (kind, custom_name) = match &layer {
+            LayerConfig::Dense(d) => ("dense", d.name.clone()),
+            LayerConfig::Flatten(f) => ("flatten", f.name.clone()),
         };
-        let (custom_name, dense_cfg) = custom;
-        let name = match custom_name {
-            Some(n) => n,
-            None => {
-                let same = self
-                    .layers
-                    .iter()
-                    .filter(|l| {
-                        matches!(
-                            (l, kind),
-                            (Layer::Dense(_), "dense") | (Layer::Flatten { .. }, "flatten")
-                        )
-                    })
-                    .count();
-                if same == 0 {
-                    kind.to_string()
-                } else {
-                    format!("{kind}_{same}")
-                }
+        // Keras numbering: dense, dense_1, dense_2, … per kind.
+        let name = custom_name.unwrap_or_else(|| {
+            let same = self
+                .layers
+                .iter()
+                .filter(|l| match l {
+                    Layer::Dense(_) => kind == "dense",
+                    Layer::Flatten { .. } => kind == "flatten",
+                })
+                .count();
+            if same == 0 {
+                kind.to_string()
+            } else {
+                format!("{kind}_{same}")
             }
-        };
+        });
         if self.layers.iter().any(|l| l.name() == name) {
             return Err(Error::InvalidArgument(format!(
                 "a layer named {name:?} is already in the model"
             )));
         }
-        let built = match dense_cfg {
-            Some(cfg) => {
+        let built = match layer {
+            LayerConfig::Dense(cfg) => {
                 let d = DenseLayer::build(&self.backend, cfg, name, &input, &mut self.rng)?;
                 self.dense.push(self.layers.len());
                 Layer::Dense(Box::new(d))
             }
-            None => Layer::Flatten {
+            LayerConfig::Flatten(_) => Layer::Flatten {
                 name,
                 output_shape: Flatten::output_shape(&input),
             },
