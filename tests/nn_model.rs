@@ -22,8 +22,9 @@ fn mnist_model(seed: u64) -> Sequential {
     m
 }
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("densecore-nn-{}", std::process::id()));
+/// A file in a directory of this test's own (tests run in parallel).
+fn temp(test: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("densecore-nn-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -130,7 +131,7 @@ fn weights_round_trip_through_set_get_and_safetensors() {
     a.set_layer_weights("dense_1", &doubled).unwrap();
     assert_eq!(a.get_layer_weights("dense_1").unwrap(), doubled);
 
-    let path = temp("round_trip.safetensors");
+    let path = temp("round_trip", "weights.safetensors");
     a.save_weights(&path).unwrap();
     let mut c = mnist_model(7);
     c.load_weights(&path).unwrap();
@@ -150,6 +151,7 @@ fn weights_round_trip_through_set_get_and_safetensors() {
         })
         .count();
     assert_eq!(leftovers, 0);
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -162,7 +164,7 @@ fn bad_weights_and_files_are_errors() {
     assert!(m.set_layer_weights("nope", &[]).is_err());
     assert!(m.set_layer_weights("dense", &w[..1]).is_err());
 
-    let path = temp("bad.safetensors");
+    let path = temp("bad_files", "bad.safetensors");
     let load_err = |m: &mut Sequential, bytes: &[u8]| {
         std::fs::write(&path, bytes).unwrap();
         m.load_weights(&path).unwrap_err().to_string()
@@ -192,8 +194,11 @@ fn bad_weights_and_files_are_errors() {
     let bytes = std::fs::read(&path).unwrap();
     assert!(load_err(&mut m, &bytes).contains("does not belong"));
     // A missing file names the path.
-    let missing = m.load_weights(temp("missing.safetensors")).unwrap_err();
+    let missing = m
+        .load_weights(temp("bad_files", "missing.safetensors"))
+        .unwrap_err();
     assert!(matches!(missing, Error::Io { .. }) && missing.to_string().contains("missing"));
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -296,6 +301,15 @@ fn fit_learns_and_reports_history() {
     let h = m.fit(&x, &y, &split).unwrap();
     assert_eq!(h.samples, 768);
     assert!(h.get("val_accuracy").is_some());
+    // A last, smaller batch: 100 samples at batch 32 are 4 steps.
+    let steps = m.iterations();
+    m.fit(
+        x.slice(0..100).unwrap(),
+        y.slice(0..100).unwrap(),
+        &quiet(1, 32),
+    )
+    .unwrap();
+    assert_eq!(m.iterations() - steps, 4);
     // predict in batches matches one batch.
     assert_eq!(m.predict(&vx, 7).unwrap(), m.predict(&vx, 256).unwrap());
 }
