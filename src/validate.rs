@@ -10,9 +10,20 @@ pub(crate) fn dense(
     bias: Option<&[f32]>,
     y: &MatMut<'_>,
 ) -> Result<(usize, usize, usize)> {
-    let (m, k, n) = (x.rows(), x.cols(), w.cols());
+    w.validate("w", x.cols(), w.cols())?;
+    dense_with_weights(x, x.cols(), w.cols(), bias, y)
+}
+
+/// Checks `x` (m×k), `bias` (n) and `y` (m×n) against k×n weights; returns (m, k, n).
+pub(crate) fn dense_with_weights(
+    x: &MatRef<'_>,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    y: &MatMut<'_>,
+) -> Result<(usize, usize, usize)> {
+    let m = x.rows();
     x.validate("x", m, k)?;
-    w.validate("w", k, n)?;
     if let Some(b) = bias
         && b.len() != n
     {

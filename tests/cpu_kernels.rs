@@ -496,3 +496,103 @@ fn gemm_act_grad_refuses_row_wise_activations() {
     );
     assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Weights packed once give the reference result, for every batch size and thread count.
+    #[test]
+    fn packed_weights_match_reference(
+        m in prop::sample::select(vec![0usize, 1, 3, 6, 8, 31, 65, 150]),
+        k in dim_k(), n in dim_n(), lx in layout(), lw in layout(),
+        act in prop::sample::select(Activation::ALL.to_vec()),
+        seed in any::<u64>(),
+    ) {
+        let x = Stored::new(m, k, lx, uniform(seed));
+        let w = Stored::new(k, n, lw, uniform(seed ^ 1));
+        let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
+        let mut want = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), Some(&bias), act, want.view_mut()).unwrap();
+        let mut z = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), Some(&bias), Activation::Linear, z.view_mut()).unwrap();
+        for cpu in kernels() {
+            let packed = cpu.pack_weights(w.view()).unwrap();
+            prop_assert_eq!(packed.shape(), (k, n));
+            let mut first: Option<Vec<u32>> = None;
+            for threads in [1, 2] {
+                let cpu = cpu.clone().with_threads(threads).unwrap();
+                let mut y = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+                cpu.dense_packed(x.view(), &packed, Some(&bias), act, y.view_mut()).unwrap();
+                let bits: Vec<u32> = y.buf.iter().map(|v| v.to_bits()).collect();
+                if let Some(f) = &first {
+                    prop_assert_eq!(f, &bits);
+                }
+                first = Some(bits);
+                for i in 0..m {
+                    let mag = |j: usize| -> f64 {
+                        (0..k).map(|p| (x.at(i, p) as f64 * w.at(p, j) as f64).abs()).sum::<f64>() + bias[j].abs() as f64
+                    };
+                    let eps = f32::EPSILON as f64;
+                    let row_slack = (0..n).map(|j| (k as f64 + 2.0) * eps * mag(j)).fold(0.0, f64::max);
+                    for j in 0..n {
+                        let (got, exp) = (y.at(i, j) as f64, want.at(i, j) as f64);
+                        let tol = tolerance(act, k, mag(j), z.at(i, j) as f64, exp, row_slack);
+                        prop_assert!((got - exp).abs() <= tol || got == exp, "{act} ({i},{j}) {got} vs {exp}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_weights_check_their_use() {
+    let w = [1.0f32; 12];
+    let x = [1.0f32; 8];
+    let mut y = [0.0f32; 8];
+    let cpu = Cpu::default().with_kernel(Kernel::Portable).unwrap();
+    let packed = cpu.pack_weights(MatRef::row_major(&w, 3, 4)).unwrap();
+    // x has 4 columns, the packed weights 3 rows.
+    let err = cpu.dense_packed(
+        MatRef::row_major(&x, 2, 4),
+        &packed,
+        None,
+        Activation::Relu,
+        MatMut::row_major(&mut y, 2, 4),
+    );
+    assert!(
+        matches!(
+            err,
+            Err(Error::Shape {
+                operand: "x",
+                expected_cols: 3,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let ok = cpu.dense_packed(
+        MatRef::row_major(&x[..6], 2, 3),
+        &packed,
+        None,
+        Activation::Relu,
+        MatMut::row_major(&mut y, 2, 4),
+    );
+    assert_eq!(ok, Ok(()));
+    assert_eq!(y, [3.0; 8]);
+    // Packed for one kernel, used with another.
+    if let Some(other) = Kernel::available()
+        .into_iter()
+        .find(|&k| k != Kernel::Portable)
+    {
+        let cpu = Cpu::default().with_kernel(other).unwrap();
+        let err = cpu.dense_packed(
+            MatRef::row_major(&x[..6], 2, 3),
+            &packed,
+            None,
+            Activation::Relu,
+            MatMut::row_major(&mut y, 2, 4),
+        );
+        assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
+    }
+}

@@ -61,6 +61,11 @@ impl CacheSizes {
         let kc = (self.l1d / 2 / (nr * F32)).clamp(64, 512);
         let mc = (self.l2 / 2 / (kc * F32) / mr * mr).clamp(mr * 4, mr * 120);
         let nc = (self.l3 / 2 / (kc * F32) / nr * nr).clamp(nr * 16, nr * 512);
-        Blocking { mc, kc, nc }
+        Blocking {
+            mc,
+            kc,
+            nc,
+            l2: self.l2,
+        }
     }
 }

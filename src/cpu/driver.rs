@@ -17,6 +17,8 @@ pub(crate) struct Blocking {
     pub mc: usize,
     pub kc: usize,
     pub nc: usize,
+    /// L2 bytes per core, for choosing between the thin and the blocked path.
+    pub l2: usize,
 }
 
 /// One validated `C ← act(alpha·A·B + beta·C + bias)` problem in raw form, with an optional
@@ -39,6 +41,60 @@ pub(crate) struct Problem<'a> {
     pub beta: f32,
     pub bias: Option<&'a [f32]>,
     pub act: Activation,
+    /// B already packed (see [`Prepacked`]); `b` is then unused.
+    pub packed: Option<Prepacked>,
+}
+
+/// B packed once for many calls: K blocks of `kc` rows (the last may be shorter), each
+/// `n_pad / NR` panels of `kc × NR` floats; columns past n are zero.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prepacked {
+    pub ptr: *const f32,
+    pub kc: usize,
+    pub n_pad: usize,
+    /// First column of this (sub)problem, a multiple of NR.
+    pub j0: usize,
+}
+
+impl Prepacked {
+    /// The panel holding columns `j..j + NR` of the K block starting at row `pc`.
+    ///
+    /// # Safety
+    /// `pc` starts a K block and `j0 + j` is a multiple of NR below `n_pad`.
+    unsafe fn panel(&self, pc: usize, kcb: usize, j: usize) -> *const f32 {
+        // SAFETY: inside the packed buffer (caller).
+        unsafe { self.ptr.add(pc * self.n_pad + (self.j0 + j) * kcb) }
+    }
+}
+
+/// The packed size of a k × n B for microkernel K with K blocks of `kc`.
+pub(crate) fn packed_len<K: Microkernel>(k: usize, n: usize) -> usize {
+    k * n.next_multiple_of(K::NR)
+}
+
+/// Packs all of B for [`Prepacked`] use.
+///
+/// # Safety
+/// `b` is readable for k × n; `out` holds `packed_len::<K>(k, n)` floats.
+pub(crate) unsafe fn prepack<K: Microkernel>(
+    b: Block,
+    k: usize,
+    n: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
+    let n_pad = n.next_multiple_of(K::NR);
+    for pc in (0..k).step_by(kc.max(1)) {
+        let kcb = kc.min(k - pc);
+        // SAFETY: rows pc..pc+kcb are inside B; the block's slot holds kcb·n_pad floats.
+        unsafe {
+            let src = Block {
+                ptr: b.ptr.add(pc * b.rs),
+                ..b
+            };
+            pack_b(K::NR, src, kcb, n, &mut out[pc * n_pad..(pc + kcb) * n_pad]);
+        }
+    }
 }
 
 // SAFETY: a Problem is only shared between threads that write disjoint blocks of C and z
@@ -60,15 +116,29 @@ pub(crate) enum Path {
 
 /// The path for a problem.
 pub(crate) fn plan<K: Microkernel>(p: &Problem<'_>, blk: Blocking) -> Path {
-    if p.m <= 2 * K::MR - 4 && p.b.cs == 1 {
+    // Thin tiles re-stream B once per MR rows: right for a few rows, and for a few dozen while
+    // B stays in L2 (then packing would cost more than it saves).
+    let b_bytes = p.k * p.n * std::mem::size_of::<f32>();
+    let thin_rows = if b_bytes <= blk.l2 * 3 / 4 {
+        64
+    } else {
+        K::MR + 2
+    };
+    if p.m <= thin_rows && (p.b.cs == 1 || p.packed.is_some()) {
         return Path::Thin;
     }
-    // Even K blocks: a short last block would pay a full epilogue for little work.
-    let k_blocks = p.k.div_ceil(blk.kc).max(1);
     Path::Blocked {
-        pack_a: !(p.a.cs == 1 && p.n <= 2 * K::NR),
-        kc: p.k.div_ceil(k_blocks).max(1),
+        // Row-contiguous A is read in place (as fast here, and no copy); other strides packed.
+        pack_a: p.a.cs != 1,
+        kc: p.packed.map_or_else(|| even_kc(p.k, blk.kc), |pk| pk.kc),
     }
+}
+
+/// The K block size: at most `kc`, all blocks equal (a short last block would pay a full
+/// epilogue for little work).
+pub(crate) fn even_kc(k: usize, kc: usize) -> usize {
+    let blocks = k.div_ceil(kc).max(1);
+    k.div_ceil(blocks).max(1)
 }
 
 /// 64-byte aligned storage, so packed panels start on cache lines.
@@ -154,11 +224,7 @@ pub(crate) unsafe fn gemm<K: Microkernel>(
 /// along K, so each element's sum is the same for any split).
 fn split<'a, K: Microkernel>(p: &Problem<'a>, path: Path, threads: usize) -> Vec<Problem<'a>> {
     let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
-    let (len, unit) = match (by_rows, path) {
-        (true, _) => (p.m, K::MR),
-        (false, Path::Thin) => (p.n, K::nr_for_rows(1)),
-        (false, _) => (p.n, K::NR),
-    };
+    let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
     let units = len.div_ceil(unit);
     let parts = threads.min(units).max(1);
     (0..parts)
@@ -175,7 +241,11 @@ fn split<'a, K: Microkernel>(p: &Problem<'a>, path: Path, threads: usize) -> Vec
                     q.z = p.z.wrapping_add(s0 * p.rsz);
                 } else {
                     q.n = s1 - s0;
-                    q.b.ptr = p.b.ptr.add(s0 * p.b.cs);
+                    q.b.ptr = p.b.ptr.wrapping_add(s0 * p.b.cs);
+                    q.packed = p.packed.map(|pk| Prepacked {
+                        j0: pk.j0 + s0,
+                        ..pk
+                    });
                     q.c = p.c.add(s0 * p.csc);
                     q.z = p.z.wrapping_add(s0 * p.csz);
                     q.bias = p.bias.map(|b| &b[s0..s1]);
@@ -235,44 +305,56 @@ fn tile_at(p: &Problem<'_>, i: usize, j: usize) -> Tile {
     }
 }
 
-/// The thin path: for each group of up to MR rows, stream B through tiles as wide as that row
-/// count allows; only the ragged last column panel is copied (zero-padded) first.
+/// The thin path: for each group of up to MR rows, stream B through `rows × NR` tiles straight
+/// from its rows (or its prepacked panels); only a ragged last panel is copied first.
 ///
 /// # Safety
-/// As [`gemm`]; `p.b.cs == 1`.
+/// As [`gemm`]; `p.b.cs == 1` or B is prepacked.
 unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
+    let nr = K::NR;
+    let kc = p.packed.map_or(p.k.max(1), |pk| pk.kc);
+    let k_blocks = p.k.div_ceil(kc).max(1);
+    let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, nr);
     for i0 in (0..p.m).step_by(K::MR) {
         let rows = K::MR.min(p.m - i0);
-        let nr = K::nr_for_rows(rows);
-        let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, nr);
-        for j0 in (0..p.n).step_by(nr) {
-            let cols = nr.min(p.n - j0);
-            // SAFETY: column j0 < n is inside B.
-            let src = unsafe { p.b.ptr.add(j0) };
-            let (b, brs) = if cols == nr {
-                (src, p.b.rs)
-            } else {
-                let panel = grown(&mut ws.b, nr * p.k);
-                // SAFETY: the k × cols block at column j0 is inside B.
-                unsafe { pack_b(nr, Block { ptr: src, ..p.b }, p.k, cols, panel) };
-                (panel.as_ptr(), nr)
-            };
-            // SAFETY: the bias panel is padded to a multiple of nr past j0.
-            let bias = bias.map(|b| unsafe { b.add(j0) });
-            let t = Tile {
-                kc: p.k,
-                // SAFETY: row i0 < m is inside A.
-                a: unsafe { p.a.ptr.add(i0 * p.a.rs) },
-                ars: p.a.rs,
-                acs: p.a.cs,
-                b,
-                brs,
-                m: rows,
-                n: cols,
-                ..tile_at(p, i0, j0)
-            };
-            // SAFETY: the tile is clipped to the operands; features are the caller's.
-            unsafe { K::tile_rows(rows, &t, &epilogue(p, true, true, bias)) };
+        for kb in 0..k_blocks {
+            let pc = kb * kc;
+            let kcb = kc.min(p.k - pc);
+            for j0 in (0..p.n).step_by(nr) {
+                let cols = nr.min(p.n - j0);
+                let (b, brs) = match p.packed {
+                    // SAFETY: pc starts a K block; j0 is a multiple of NR inside n.
+                    Some(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr),
+                    // SAFETY: row pc and column j0 < n are inside B.
+                    None if cols == nr => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs),
+                    None => {
+                        let panel = grown(&mut ws.b, nr * kcb);
+                        // SAFETY: the kcb × cols block at (pc, j0) is inside B.
+                        unsafe {
+                            let src = p.b.ptr.add(pc * p.b.rs + j0);
+                            pack_b(nr, Block { ptr: src, ..p.b }, kcb, cols, panel);
+                        }
+                        (panel.as_ptr(), nr)
+                    }
+                };
+                let t = Tile {
+                    kc: kcb,
+                    // SAFETY: row i0 < m and column pc ≤ k are inside A.
+                    a: unsafe { p.a.ptr.add(i0 * p.a.rs + pc * p.a.cs) },
+                    ars: p.a.rs,
+                    acs: p.a.cs,
+                    b,
+                    brs,
+                    m: rows,
+                    n: cols,
+                    ..tile_at(p, i0, j0)
+                };
+                // SAFETY: the bias panel is padded to a multiple of NR past j0.
+                let bias = bias.map(|b| unsafe { b.add(j0) });
+                let e = epilogue(p, kb == 0, kb + 1 == k_blocks, bias);
+                // SAFETY: the tile is clipped to the operands; features are the caller's.
+                unsafe { K::tile(rows, &t, &e) };
+            }
         }
         // SAFETY: rows i0..i0+rows of C are complete.
         unsafe { finish_rows(p, i0, rows, &mut ws.row) };
@@ -312,15 +394,22 @@ unsafe fn blocked<K: Microkernel>(
             let pc = kb * kc;
             let kcb = kc.min(k - pc);
             let last = kb + 1 == k_blocks;
-            let bp = grown(b, ncb.next_multiple_of(nr) * kcb);
-            // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
-            unsafe {
-                let src = Block {
-                    ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
-                    ..p.b
-                };
-                pack_b(nr, src, kcb, ncb, bp);
-            }
+            let bp = match p.packed {
+                // SAFETY: pc starts a K block; jc is a multiple of NR inside n.
+                Some(pk) => unsafe { pk.panel(pc, kcb, jc) },
+                None => {
+                    let bp = grown(b, ncb.next_multiple_of(nr) * kcb);
+                    // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
+                    unsafe {
+                        let src = Block {
+                            ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
+                            ..p.b
+                        };
+                        pack_b(nr, src, kcb, ncb, bp);
+                    }
+                    bp.as_ptr()
+                }
+            };
             // LOOP 3: split m into mc-tall row blocks (A, C).
             for ic in (0..m).step_by(mc) {
                 let mcb = mc.min(m - ic);
@@ -347,14 +436,14 @@ unsafe fn blocked<K: Microkernel>(
                             ars,
                             acs,
                             // SAFETY: panel jr/NR of the packed B block.
-                            b: unsafe { bp.as_ptr().add(jr * kcb) },
+                            b: unsafe { bp.add(jr * kcb) },
                             brs: nr,
                             m: mr.min(mcb - ir),
                             n: nr.min(ncb - jr),
                             ..tile_at(p, ic + ir, jc + jr)
                         };
                         // SAFETY: the tile is clipped to the operands; features are the caller's.
-                        unsafe { K::tile(&t, &e) };
+                        unsafe { K::tile(t.m, &t, &e) };
                     }
                 }
                 if last {

@@ -17,11 +17,33 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::matrix::{MatMut, MatRef};
 use crate::validate;
-use driver::{Path, Problem};
+use driver::{Path, Prepacked, Problem};
 use kernel::{Microkernel, ZMode};
 use pack::Block;
 
 pub use cache::CacheSizes;
+
+/// Runs `$body` with the type `$K` bound to the microkernel of `$kernel`.
+macro_rules! dispatch {
+    ($kernel:expr, $K:ident => $body:expr) => {
+        match $kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => {
+                type $K = kernel::avx2::Avx2Fma;
+                $body
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                type $K = kernel::neon::Neon;
+                $body
+            }
+            _ => {
+                type $K = kernel::portable::Portable;
+                $body
+            }
+        }
+    };
+}
 pub use simd::VECTOR_ACTIVATION_TOLERANCE;
 
 /// A CPU microkernel.
@@ -259,22 +281,98 @@ impl Cpu {
         Ok(())
     }
 
+    /// Packs a k×n weight matrix once for [`Cpu::dense_packed`], as a layer does at
+    /// inference time: calls then skip packing W. The packing is specific to this Cpu's kernel.
+    pub fn pack_weights(&self, w: MatRef<'_>) -> Result<PackedWeights> {
+        let (k, n) = (w.rows(), w.cols());
+        w.validate("w", k, n)?;
+        fn go<K: Microkernel>(w: &MatRef<'_>, kernel: Kernel) -> PackedWeights {
+            let (k, n) = (w.rows(), w.cols());
+            let kc = driver::even_kc(k, CacheSizes::detect().blocking(K::MR, K::NR).kc);
+            let mut data = vec![0.0; driver::packed_len::<K>(k, n)];
+            // SAFETY: w was validated for k × n; data has the packed length.
+            unsafe { driver::prepack::<K>(block(w), k, n, kc, &mut data) };
+            PackedWeights {
+                kernel,
+                k,
+                n,
+                kc,
+                n_pad: n.next_multiple_of(K::NR),
+                data,
+            }
+        }
+        Ok(dispatch!(self.kernel, K => go::<K>(&w, self.kernel)))
+    }
+
+    /// `y = act(x·w + bias)` with weights packed by [`Cpu::pack_weights`].
+    pub fn dense_packed(
+        &self,
+        x: MatRef<'_>,
+        w: &PackedWeights,
+        bias: Option<&[f32]>,
+        act: Activation,
+        mut y: MatMut<'_>,
+    ) -> Result<()> {
+        if w.kernel != self.kernel {
+            return Err(Error::InvalidArgument(format!(
+                "weights packed for kernel {}, used with {}",
+                w.kernel, self.kernel
+            )));
+        }
+        let (m, k, n) = (x.rows(), w.k, w.n);
+        validate::dense_with_weights(&x, k, n, bias, &y)?;
+        let p = Problem {
+            bias,
+            act,
+            packed: Some(Prepacked {
+                ptr: w.data.as_ptr(),
+                kc: w.kc,
+                n_pad: w.n_pad,
+                j0: 0,
+            }),
+            // B is read from `packed`; the view only carries the shape.
+            ..problem(m, k, n, 1.0, &x, &MatRef::new(&[], k, n, 0, 0), 0.0, &mut y)
+        };
+        self.run(&p);
+        Ok(())
+    }
+
     fn run(&self, p: &Problem<'_>) {
         fn go<K: Microkernel>(p: &Problem<'_>, pool: Option<&rayon::ThreadPool>) {
             let blocking = CacheSizes::detect().blocking(K::MR, K::NR);
             let path: Path = driver::plan::<K>(p, blocking);
-            // SAFETY: `problem` built p from validated views; the kernel's availability was
-            // checked when this Cpu was configured (with_kernel) or chosen (best).
+            // SAFETY: p was built from validated views (or packed weights of its shape); the
+            // kernel's availability was checked when this Cpu was configured or chosen.
             unsafe { driver::gemm::<K>(p, path, blocking, pool) }
         }
         let pool = self.pool.as_deref();
-        match self.kernel {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2Fma => go::<kernel::avx2::Avx2Fma>(p, pool),
-            #[cfg(target_arch = "aarch64")]
-            Kernel::Neon => go::<kernel::neon::Neon>(p, pool),
-            _ => go::<kernel::portable::Portable>(p, pool),
-        }
+        dispatch!(self.kernel, K => go::<K>(p, pool))
+    }
+}
+
+/// Weights packed once by [`Cpu::pack_weights`] into the panel layout of one kernel.
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    kernel: Kernel,
+    k: usize,
+    n: usize,
+    kc: usize,
+    n_pad: usize,
+    data: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// (input features, units) of the packed k × n matrix.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+fn block(v: &MatRef<'_>) -> Block {
+    Block {
+        ptr: v.data().as_ptr(),
+        rs: v.row_stride(),
+        cs: v.col_stride(),
     }
 }
 
@@ -290,11 +388,6 @@ fn problem<'a>(
     beta: f32,
     c: &mut MatMut<'_>,
 ) -> Problem<'a> {
-    let block = |v: &MatRef<'_>| Block {
-        ptr: v.data().as_ptr(),
-        rs: v.row_stride(),
-        cs: v.col_stride(),
-    };
     Problem {
         m,
         k,
@@ -312,6 +405,7 @@ fn problem<'a>(
         beta,
         bias: None,
         act: Activation::Linear,
+        packed: None,
     }
 }
 

@@ -80,34 +80,19 @@ impl SimdF32 for F32x8 {
 
 pub(crate) struct Avx2Fma;
 
-/// Registers per row for a thin tile of `rows` rows: at least 8 independent accumulators
-/// (2 FMA ports × 4 cycles latency) where the rows allow, 12 at most.
-const fn nv_for_rows(rows: usize) -> usize {
-    match rows {
-        1 => 8,
-        2 | 3 => 4,
-        4 => 3,
-        _ => 2,
-    }
-}
-
+/// Every tile shape, compiled with AVX2+FMA: `rows × 16`, with K-interleaved accumulator sets
+/// for thin tiles so each keeps at least 8 FMA chains in flight.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_6x16(t: &Tile, epi: &Epilogue) {
-    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
-    unsafe { tile::<F32x8, 6, 2>(t, epi) }
-}
-
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_rows(rows: usize, t: &Tile, epi: &Epilogue) {
+unsafe fn tile_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
     unsafe {
         match rows {
-            1 => tile::<F32x8, 1, { nv_for_rows(1) }>(t, epi),
-            2 => tile::<F32x8, 2, { nv_for_rows(2) }>(t, epi),
-            3 => tile::<F32x8, 3, { nv_for_rows(3) }>(t, epi),
-            4 => tile::<F32x8, 4, { nv_for_rows(4) }>(t, epi),
-            5 => tile::<F32x8, 5, { nv_for_rows(5) }>(t, epi),
-            _ => tile::<F32x8, 6, { nv_for_rows(6) }>(t, epi),
+            1 => tile::<F32x8, 1, 2, 4>(t, epi),
+            2 => tile::<F32x8, 2, 2, 2>(t, epi),
+            3 => tile::<F32x8, 3, 2, 2>(t, epi),
+            4 => tile::<F32x8, 4, 2, 1>(t, epi),
+            5 => tile::<F32x8, 5, 2, 1>(t, epi),
+            _ => tile::<F32x8, 6, 2, 1>(t, epi),
         }
     }
 }
@@ -115,17 +100,9 @@ unsafe fn tile_rows(rows: usize, t: &Tile, epi: &Epilogue) {
 impl Microkernel for Avx2Fma {
     const MR: usize = 6;
     const NR: usize = 16;
-    fn nr_for_rows(rows: usize) -> usize {
-        8 * nv_for_rows(rows)
-    }
     #[inline(always)]
-    unsafe fn tile(t: &Tile, epi: &Epilogue) {
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
-        unsafe { tile_6x16(t, epi) }
-    }
-    #[inline(always)]
-    unsafe fn tile_rows(rows: usize, t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
-        unsafe { tile_rows(rows, t, epi) }
+        unsafe { tile_avx2(rows, t, epi) }
     }
 }

@@ -58,52 +58,49 @@ pub(crate) struct Tile {
     pub n: usize,
 }
 
-/// A register-tiled microkernel family: the main `MR × NR` tile for packed panels, and
-/// thin tiles of `rows < MR` rows, as wide as their registers allow, for small batches.
+/// A register-tiled microkernel family: the main `MR × NR` tile, and thin `rows × NR` tiles
+/// (rows < MR) for the last rows and for small batches.
 pub(crate) trait Microkernel {
     /// Rows of the main register tile (loop 1 steps by it).
     const MR: usize;
-    /// Columns of the main register tile (loop 2 steps by it).
+    /// Columns of every tile (loop 2 steps by it).
     const NR: usize;
 
-    /// Columns of the tile with `rows` rows (1 ≤ rows ≤ MR).
-    fn nr_for_rows(rows: usize) -> usize;
-
-    /// Computes an `MR × NR` tile: `acc = Σ_p A(i, p) · B(p, j)` over `kc` steps, then applies
-    /// `epi` and stores the valid `m × n` corner.
+    /// Computes a tile: `acc = Σ_p A(i, p) · B(p, j)` over `kc` steps, then applies `epi` and
+    /// stores the valid `m × n` corner. `rows` (1 ≤ rows ≤ MR) is the tile's row count; rows
+    /// past `m` repeat row `m − 1` and are discarded.
     ///
     /// # Safety
-    /// A is readable for `min(m, MR)` rows and B for `kc` rows of `NR` floats; `epi.bias` (if
+    /// A is readable for `min(m, rows)` rows and B for `kc` rows of `NR` floats; `epi.bias` (if
     /// set) holds `NR` floats; C (and z when used) is valid for the `m × n` corner, `m ≥ 1`;
     /// the kernel's CPU features exist.
-    unsafe fn tile(t: &Tile, epi: &Epilogue);
-
-    /// As [`Microkernel::tile`] with exactly `rows` rows and `nr_for_rows(rows)` columns.
-    ///
-    /// # Safety
-    /// As `tile`, with B rows and bias of `nr_for_rows(rows)` floats.
-    unsafe fn tile_rows(rows: usize, t: &Tile, epi: &Epilogue);
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue);
 }
 
 /// Largest `MR·NR` of any tile: the stack tile that edge tiles are computed in.
 const MAX_TILE: usize = 128;
 
-/// The one microkernel body, generic over the register type: `MR` rows of `NV` registers.
+/// The one microkernel body, generic over the register type: `MR` rows of `NV` registers,
+/// with `KP` interleaved sets of accumulators over K (consecutive steps go to different sets and
+/// the sets are summed at the end), so that thin tiles still have enough independent FMA chains
+/// to hide the FMA latency.
 ///
 /// # Safety
 /// As [`Microkernel::tile`] with `NR = NV · S::LANES`, and `S` usable in the calling context.
 #[inline(always)]
-pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(t: &Tile, epi: &Epilogue) {
+pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize, const KP: usize>(
+    t: &Tile,
+    epi: &Epilogue,
+) {
     let lanes = S::LANES;
     let nr = NV * lanes;
     debug_assert!(MR * nr <= MAX_TILE && t.m >= 1 && t.n <= nr);
     // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
     let arow: [*const f32; MR] =
         std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
-
-    // The K loop: MR broadcasts of A and NV loads of B feed MR·NV independent FMAs per step.
-    let mut acc = [[S::splat(0.0); NV]; MR];
-    for p in 0..t.kc {
+    // One K step into accumulator set `acc`: MR broadcasts of A and NV loads of B feed MR·NV
+    // independent FMAs.
+    let step = |acc: &mut [[S; NV]; MR], p: usize| {
         // SAFETY: p < kc: row p of B and column p of A's valid rows are readable.
         unsafe {
             let bp = t.b.add(p * t.brs);
@@ -113,6 +110,26 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize>(t: &Tile
                 for (r, &bj) in row.iter_mut().zip(&bv) {
                     *r = ai.mul_add(bj, *r);
                 }
+            }
+        }
+    };
+
+    // The K loop.
+    let mut sets = [[[S::splat(0.0); NV]; MR]; KP];
+    let body = t.kc / KP * KP;
+    for p in (0..body).step_by(KP) {
+        for (q, acc) in sets.iter_mut().enumerate() {
+            step(acc, p + q);
+        }
+    }
+    for p in body..t.kc {
+        step(&mut sets[0], p);
+    }
+    let mut acc = sets[0];
+    for set in &sets[1..] {
+        for (row, other) in acc.iter_mut().zip(set) {
+            for (r, &o) in row.iter_mut().zip(other) {
+                *r = r.add(o);
             }
         }
     }

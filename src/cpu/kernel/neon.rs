@@ -74,40 +74,23 @@ impl SimdF32 for F32x4 {
 
 pub(crate) struct Neon;
 
-/// Registers per row for a thin tile of `rows` rows: 8 to 24 accumulators of the 32 registers.
-const fn nv_for_rows(rows: usize) -> usize {
-    match rows {
-        1 => 8,
-        2 | 3 => 6,
-        4 | 5 => 4,
-        _ => 3,
-    }
-}
-
 impl Microkernel for Neon {
     const MR: usize = 8;
     const NR: usize = 12;
-    fn nr_for_rows(rows: usize) -> usize {
-        4 * nv_for_rows(rows)
-    }
+    /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
-    unsafe fn tile(t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract; NEON is in the aarch64 baseline.
-        unsafe { tile::<F32x4, 8, 3>(t, epi) }
-    }
-    #[inline]
-    unsafe fn tile_rows(rows: usize, t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract, as above.
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x4, 1, { nv_for_rows(1) }>(t, epi),
-                2 => tile::<F32x4, 2, { nv_for_rows(2) }>(t, epi),
-                3 => tile::<F32x4, 3, { nv_for_rows(3) }>(t, epi),
-                4 => tile::<F32x4, 4, { nv_for_rows(4) }>(t, epi),
-                5 => tile::<F32x4, 5, { nv_for_rows(5) }>(t, epi),
-                6 => tile::<F32x4, 6, { nv_for_rows(6) }>(t, epi),
-                7 => tile::<F32x4, 7, { nv_for_rows(7) }>(t, epi),
-                _ => tile::<F32x4, 8, { nv_for_rows(8) }>(t, epi),
+                1 => tile::<F32x4, 1, 3, 4>(t, epi),
+                2 => tile::<F32x4, 2, 3, 2>(t, epi),
+                3 => tile::<F32x4, 3, 3, 1>(t, epi),
+                4 => tile::<F32x4, 4, 3, 1>(t, epi),
+                5 => tile::<F32x4, 5, 3, 1>(t, epi),
+                6 => tile::<F32x4, 6, 3, 1>(t, epi),
+                7 => tile::<F32x4, 7, 3, 1>(t, epi),
+                _ => tile::<F32x4, 8, 3, 1>(t, epi),
             }
         }
     }

@@ -81,37 +81,21 @@ impl SimdF32 for F32x8 {
 /// 6×8: 12 SSE accumulators (or 6 AVX ones when built with AVX), the most that fit 16 registers.
 pub(crate) struct Portable;
 
-/// Registers per row for a thin tile of `rows` rows (at most 6 `f32x8` accumulators).
-const fn nv_for_rows(rows: usize) -> usize {
-    match rows {
-        1 => 4,
-        2 | 3 => 2,
-        _ => 1,
-    }
-}
-
 impl Microkernel for Portable {
     const MR: usize = 6;
     const NR: usize = 8;
-    fn nr_for_rows(rows: usize) -> usize {
-        8 * nv_for_rows(rows)
-    }
+    /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
-    unsafe fn tile(t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract; F32x8 needs no CPU feature beyond the build's.
-        unsafe { tile::<F32x8, 6, 1>(t, epi) }
-    }
-    #[inline]
-    unsafe fn tile_rows(rows: usize, t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract, as above.
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x8, 1, { nv_for_rows(1) }>(t, epi),
-                2 => tile::<F32x8, 2, { nv_for_rows(2) }>(t, epi),
-                3 => tile::<F32x8, 3, { nv_for_rows(3) }>(t, epi),
-                4 => tile::<F32x8, 4, { nv_for_rows(4) }>(t, epi),
-                5 => tile::<F32x8, 5, { nv_for_rows(5) }>(t, epi),
-                _ => tile::<F32x8, 6, { nv_for_rows(6) }>(t, epi),
+                1 => tile::<F32x8, 1, 1, 4>(t, epi),
+                2 => tile::<F32x8, 2, 1, 2>(t, epi),
+                3 => tile::<F32x8, 3, 1, 2>(t, epi),
+                4 => tile::<F32x8, 4, 1, 1>(t, epi),
+                5 => tile::<F32x8, 5, 1, 1>(t, epi),
+                _ => tile::<F32x8, 6, 1, 1>(t, epi),
             }
         }
     }
