@@ -68,6 +68,13 @@ fn toy_model(seed: u64) -> Sequential {
     m
 }
 
+fn assert_close(a: &Tensor, b: &Tensor) {
+    assert_eq!(a.shape(), b.shape());
+    for (x, y) in a.data().iter().zip(b.data()) {
+        assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+    }
+}
+
 fn quiet(epochs: usize, batch_size: usize) -> FitOptions<'static> {
     FitOptions {
         epochs,
@@ -136,9 +143,11 @@ fn weights_round_trip_through_set_get_and_safetensors() {
     let mut c = mnist_model(7);
     c.load_weights(&path).unwrap();
     assert_eq!(a.get_weights().unwrap(), c.get_weights().unwrap());
-    // Same predictions, bit for bit.
+    // Same predictions (bit for bit at the same batch size; the kernels may sum in another
+    // order for another batch size).
     let x = Tensor::full(&[3, 28, 28], 0.5).unwrap();
-    assert_eq!(a.predict(&x, 2).unwrap(), c.predict(&x, 3).unwrap());
+    assert_eq!(a.predict(&x, 2).unwrap(), c.predict(&x, 2).unwrap());
+    assert_close(&a.predict(&x, 2).unwrap(), &c.predict(&x, 3).unwrap());
     // Atomic write leaves no temporary file behind.
     let leftovers = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
@@ -311,7 +320,7 @@ fn fit_learns_and_reports_history() {
     .unwrap();
     assert_eq!(m.iterations() - steps, 4);
     // predict in batches matches one batch.
-    assert_eq!(m.predict(&vx, 7).unwrap(), m.predict(&vx, 256).unwrap());
+    assert_close(&m.predict(&vx, 7).unwrap(), &m.predict(&vx, 256).unwrap());
 }
 
 #[test]
