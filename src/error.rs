@@ -49,6 +49,36 @@ pub enum Error {
     /// Some input value is not a valid argument (NaN where a finite number is needed, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    // The GPU backend's failures (feature `gpu`).
+    /// No adapter (or no device) could be opened; the message says how to get one.
+    #[cfg(feature = "gpu")]
+    #[error("no usable GPU adapter: {0}")]
+    NoGpu(String),
+    /// The GPU device was lost (driver reset, device removed); the context cannot be used again.
+    #[cfg(feature = "gpu")]
+    #[error("GPU device lost: {0}")]
+    GpuDeviceLost(String),
+    /// The GPU could not allocate a buffer.
+    #[cfg(feature = "gpu")]
+    #[error("GPU out of memory")]
+    GpuOutOfMemory,
+    /// A matrix larger than the adapter can bind to one shader, or dispatch over.
+    #[cfg(feature = "gpu")]
+    #[error("{operand}: {what} is {size}, over the GPU adapter's limit of {limit}")]
+    GpuTooLarge {
+        operand: &'static str,
+        /// What is too large ("bytes", "row blocks", …).
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    /// Any other error wgpu reports (a validation error here is a densecore bug: please report).
+    #[cfg(feature = "gpu")]
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    // The trainer's and data loaders' failures (nn/, data/).
     /// A tensor (layer input, weights, targets) whose shape does not fit.
     #[error("{what}: expected shape {expected}, got {got}")]
     TensorShape {
@@ -62,7 +92,7 @@ pub enum Error {
     /// A data or weights file is corrupt, truncated or not what was expected.
     #[error("{path}: {message}")]
     InvalidFile { path: String, message: String },
-    /// Training produced a NaN or infinite loss or weight.
+    /// Training produced a NaN or infinite loss.
     #[error("training diverged: {what} is not finite at epoch {epoch}, step {step}")]
     NonFinite {
         what: &'static str,

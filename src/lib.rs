@@ -24,6 +24,8 @@
 pub mod activation;
 pub mod cpu;
 pub mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod matrix;
 pub mod reference;
 mod validate;

@@ -110,12 +110,18 @@ pub(crate) enum Path {
     /// Few rows: B (row-contiguous) is streamed unpacked through thin tiles, A is not packed,
     /// K is not split.
     Thin,
-    /// The BLIS loops; A is packed unless few columns make packing cost more than it saves.
+    /// The BLIS loops; A is packed unless row-contiguous.
     Blocked { pack_a: bool, kc: usize },
+    /// Outputs narrower than a register row: dot products along K (see `kernel::dot`).
+    Dot,
 }
 
 /// The path for a problem.
 pub(crate) fn plan<K: Microkernel>(p: &Problem<'_>, blk: Blocking) -> Path {
+    // A 10-wide output fills 10/16 of a register row but all of a 2×5 dot tile.
+    if p.n < K::NR && p.a.cs == 1 && p.k >= 64 && p.packed.is_none() {
+        return Path::Dot;
+    }
     // Thin tiles re-stream B once per MR rows: right for a few rows, and for a few dozen while
     // B stays in L2 (then packing would cost more than it saves).
     let b_bytes = p.k * p.n * std::mem::size_of::<f32>();
@@ -163,16 +169,16 @@ fn grown(buf: &mut Vec<CacheLine>, len: usize) -> &mut [f32] {
     &mut bytemuck::cast_slice_mut(buf)[..len]
 }
 
-/// The bias for columns `j0..j0+cols`, zero-padded to a multiple of `width`.
+/// The bias for columns `j0..j0+cols`, zero-padded to `padded` values.
 fn bias_panel(
     buf: &mut Vec<CacheLine>,
     bias: Option<&[f32]>,
     j0: usize,
     cols: usize,
-    width: usize,
+    padded: usize,
 ) -> Option<*const f32> {
     bias.map(|src| {
-        let dst = grown(buf, cols.next_multiple_of(width));
+        let dst = grown(buf, padded);
         dst[..cols].copy_from_slice(&src[j0..j0 + cols]);
         dst[cols..].fill(0.0);
         dst.as_ptr()
@@ -223,7 +229,9 @@ pub(crate) unsafe fn gemm<K: Microkernel>(
 /// Splits the output into up to `threads` blocks of whole tiles, along rows or columns (never
 /// along K, so each element's sum is the same for any split).
 fn split<'a, K: Microkernel>(p: &Problem<'a>, path: Path, threads: usize) -> Vec<Problem<'a>> {
-    let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
+    let by_rows = p.act.is_row_wise()
+        || path == Path::Dot
+        || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
     let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
     let units = len.div_ceil(unit);
     let parts = threads.min(units).max(1);
@@ -266,6 +274,8 @@ unsafe fn run<K: Microkernel>(p: &Problem<'_>, path: Path, blk: Blocking) {
         Path::Thin => unsafe { thin::<K>(p, ws) },
         // SAFETY: forwarded contract.
         Path::Blocked { pack_a, kc } => unsafe { blocked::<K>(p, pack_a, kc, blk, ws) },
+        // SAFETY: forwarded contract.
+        Path::Dot => unsafe { dot::<K>(p, ws) },
     })
 }
 
@@ -293,6 +303,7 @@ fn tile_at(p: &Problem<'_>, i: usize, j: usize) -> Tile {
         acs: 0,
         b: p.b.ptr,
         brs: 0,
+        bps: 0,
         // SAFETY (offsets): (i, j) is inside C; z is only dereferenced when used.
         c: unsafe { p.c.add(i * p.rsc + j * p.csc) },
         crs: p.rsc,
@@ -314,19 +325,23 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
     let nr = K::NR;
     let kc = p.packed.map_or(p.k.max(1), |pk| pk.kc);
     let k_blocks = p.k.div_ceil(kc).max(1);
-    let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, nr);
+    let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, p.n.next_multiple_of(nr));
     for i0 in (0..p.m).step_by(K::MR) {
         let rows = K::MR.min(p.m - i0);
         for kb in 0..k_blocks {
             let pc = kb * kc;
             let kcb = kc.min(p.k - pc);
-            for j0 in (0..p.n).step_by(nr) {
-                let cols = nr.min(p.n - j0);
-                let (b, brs) = match p.packed {
+            let wide = K::wide_panels(rows) * nr;
+            let mut j0 = 0;
+            while j0 < p.n {
+                // Wide tiles while whole ones fit, then NR-wide ones.
+                let width = if p.n - j0 >= wide { wide } else { nr };
+                let cols = width.min(p.n - j0);
+                let (b, brs, bps) = match p.packed {
                     // SAFETY: pc starts a K block; j0 is a multiple of NR inside n.
-                    Some(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr),
+                    Some(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr, kcb * nr),
                     // SAFETY: row pc and column j0 < n are inside B.
-                    None if cols == nr => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs),
+                    None if cols == width => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs, nr),
                     None => {
                         let panel = grown(&mut ws.b, nr * kcb);
                         // SAFETY: the kcb × cols block at (pc, j0) is inside B.
@@ -334,7 +349,7 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
                             let src = p.b.ptr.add(pc * p.b.rs + j0);
                             pack_b(nr, Block { ptr: src, ..p.b }, kcb, cols, panel);
                         }
-                        (panel.as_ptr(), nr)
+                        (panel.as_ptr(), nr, 0)
                     }
                 };
                 let t = Tile {
@@ -345,6 +360,7 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
                     acs: p.a.cs,
                     b,
                     brs,
+                    bps,
                     m: rows,
                     n: cols,
                     ..tile_at(p, i0, j0)
@@ -353,8 +369,56 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
                 let bias = bias.map(|b| unsafe { b.add(j0) });
                 let e = epilogue(p, kb == 0, kb + 1 == k_blocks, bias);
                 // SAFETY: the tile is clipped to the operands; features are the caller's.
-                unsafe { K::tile(rows, &t, &e) };
+                unsafe {
+                    if width == nr {
+                        K::tile(rows, &t, &e)
+                    } else {
+                        K::tile_wide(rows, &t, &e)
+                    }
+                };
+                j0 += width;
             }
+        }
+        // SAFETY: rows i0..i0+rows of C are complete.
+        unsafe { finish_rows(p, i0, rows, &mut ws.row) };
+    }
+}
+
+/// The narrow-output path: B is copied once as Bᵀ (rows contiguous in K), A is read in place,
+/// and `DOT_ROWS × DOT_COLS` dot-product tiles cover C.
+///
+/// # Safety
+/// As [`gemm`]; `p.a.cs == 1`.
+unsafe fn dot<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
+    let (m, k, n) = (p.m, p.k, p.n);
+    let bt = grown(&mut ws.b, n * k);
+    for (j, row) in bt.chunks_exact_mut(k).enumerate() {
+        for (pp, v) in row.iter_mut().enumerate() {
+            // SAFETY: (pp, j) is inside B.
+            *v = unsafe { *p.b.ptr.add(pp * p.b.rs + j * p.b.cs) };
+        }
+    }
+    // The epilogue reads a register's worth of bias past the last tile's first column.
+    let bias = bias_panel(&mut ws.bias, p.bias, 0, n, n + K::NR);
+    for i0 in (0..m).step_by(K::DOT_ROWS) {
+        let rows = K::DOT_ROWS.min(m - i0);
+        for j0 in (0..n).step_by(K::DOT_COLS) {
+            let t = Tile {
+                kc: k,
+                // SAFETY: row i0 < m is inside A.
+                a: unsafe { p.a.ptr.add(i0 * p.a.rs) },
+                ars: p.a.rs,
+                acs: 1,
+                b: bt[j0 * k..].as_ptr(),
+                brs: k,
+                m: rows,
+                n: K::DOT_COLS.min(n - j0),
+                ..tile_at(p, i0, j0)
+            };
+            // SAFETY: the bias panel is padded past j0 + NR.
+            let bias = bias.map(|b| unsafe { b.add(j0) });
+            // SAFETY: the tile is clipped to the operands; features are the caller's.
+            unsafe { K::dot(&t, &epilogue(p, true, true, bias)) };
         }
         // SAFETY: rows i0..i0+rows of C are complete.
         unsafe { finish_rows(p, i0, rows, &mut ws.row) };
@@ -388,7 +452,7 @@ unsafe fn blocked<K: Microkernel>(
     // LOOP 5: split n into nc-wide column blocks (B, C).
     for jc in (0..n).step_by(nc) {
         let ncb = nc.min(n - jc);
-        let bias = bias_panel(bias, p.bias, jc, ncb, nr);
+        let bias = bias_panel(bias, p.bias, jc, ncb, ncb.next_multiple_of(nr));
         // LOOP 4: split k into kc-deep blocks (A, B); the last one runs the epilogue.
         for kb in 0..k_blocks {
             let pc = kb * kc;

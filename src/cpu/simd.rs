@@ -41,6 +41,8 @@ pub(crate) trait SimdF32: Copy {
     fn round(self) -> Self;
     /// `2^self` for integer-valued lanes in [−126, 127].
     fn pow2i(self) -> Self;
+    /// The sum of all lanes.
+    fn reduce_sum(self) -> f32;
 }
 
 #[inline(always)]

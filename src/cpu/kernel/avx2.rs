@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Epilogue, Microkernel, Tile, tile};
+use super::{Epilogue, Microkernel, Tile, dot, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -76,23 +76,54 @@ impl SimdF32 for F32x8 {
             _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
         })
     }
+    #[inline(always)]
+    fn reduce_sum(self) -> f32 {
+        // SAFETY: AVX is present (module docs).
+        unsafe {
+            let s = _mm_add_ps(
+                _mm256_castps256_ps128(self.0),
+                _mm256_extractf128_ps::<1>(self.0),
+            );
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+        }
+    }
 }
 
 pub(crate) struct Avx2Fma;
 
 /// Every tile shape, compiled with AVX2+FMA: `rows × 16`, with K-interleaved accumulator sets
 /// for thin tiles so each keeps at least 8 FMA chains in flight.
+/// Wide thin tiles: 1×64 and 2×32, 8 accumulators each.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_wide_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
+    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
+    unsafe {
+        match rows {
+            1 => tile::<F32x8, 1, 8, 1, 2>(t, epi),
+            _ => tile::<F32x8, 2, 4, 1, 2>(t, epi),
+        }
+    }
+}
+
+/// The 2×5 narrow-output tile: 10 accumulators, 7 loads per 10 FMAs.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(t: &Tile, epi: &Epilogue) {
+    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
+    unsafe { dot::<F32x8, 2, 5>(t, epi) }
+}
+
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
     unsafe {
         match rows {
-            1 => tile::<F32x8, 1, 2, 4>(t, epi),
-            2 => tile::<F32x8, 2, 2, 2>(t, epi),
-            3 => tile::<F32x8, 3, 2, 2>(t, epi),
-            4 => tile::<F32x8, 4, 2, 1>(t, epi),
-            5 => tile::<F32x8, 5, 2, 1>(t, epi),
-            _ => tile::<F32x8, 6, 2, 1>(t, epi),
+            1 => tile::<F32x8, 1, 2, 4, 2>(t, epi),
+            2 => tile::<F32x8, 2, 2, 2, 2>(t, epi),
+            3 => tile::<F32x8, 3, 2, 2, 2>(t, epi),
+            4 => tile::<F32x8, 4, 2, 1, 2>(t, epi),
+            5 => tile::<F32x8, 5, 2, 1, 2>(t, epi),
+            _ => tile::<F32x8, 6, 2, 1, 2>(t, epi),
         }
     }
 }
@@ -104,5 +135,24 @@ impl Microkernel for Avx2Fma {
     unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
         unsafe { tile_avx2(rows, t, epi) }
+    }
+    fn wide_panels(rows: usize) -> usize {
+        match rows {
+            1 => 4,
+            2 => 2,
+            _ => 1,
+        }
+    }
+    #[inline(always)]
+    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
+        unsafe { tile_wide_avx2(rows, t, epi) }
+    }
+    const DOT_ROWS: usize = 2;
+    const DOT_COLS: usize = 5;
+    #[inline(always)]
+    unsafe fn dot(t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
+        unsafe { dot_avx2(t, epi) }
     }
 }

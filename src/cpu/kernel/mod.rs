@@ -36,8 +36,9 @@ pub(crate) struct Epilogue {
 }
 
 /// Operands of one tile. Element (i, p) of A is at `a + i·ars + p·acs` (packed: `ars = 1`,
-/// `acs = MR`); row p of B is the `NR` floats at `b + p·brs` (packed: `brs = NR`); element
-/// (i, j) of C at `c + i·crs + j·ccs`, likewise of `z` when the epilogue uses it.
+/// `acs = MR`); row p of B is the `NR` floats at `b + p·brs` (packed: `brs = NR`), and a wide
+/// tile's next `NR` columns start `bps` further; element (i, j) of C at `c + i·crs + j·ccs`,
+/// likewise of `z` when the epilogue uses it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tile {
     pub kc: usize,
@@ -46,6 +47,7 @@ pub(crate) struct Tile {
     pub acs: usize,
     pub b: *const f32,
     pub brs: usize,
+    pub bps: usize,
     pub c: *mut f32,
     pub crs: usize,
     pub ccs: usize,
@@ -75,20 +77,46 @@ pub(crate) trait Microkernel {
     /// set) holds `NR` floats; C (and z when used) is valid for the `m × n` corner, `m ≥ 1`;
     /// the kernel's CPU features exist.
     unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue);
+
+    /// Panels per wide tile of `rows` rows (1 where no wide tile exists).
+    fn wide_panels(rows: usize) -> usize;
+
+    /// A `rows × wide_panels(rows)·NR` tile for thin problems: few rows need several panels
+    /// in flight to read B rows in long runs and to keep 8 FMA chains busy.
+    ///
+    /// # Safety
+    /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
+    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue);
+
+    /// Rows and columns of the narrow-output (dot product) tile.
+    const DOT_ROWS: usize;
+    const DOT_COLS: usize;
+
+    /// The narrow-output tile, see [`dot`].
+    ///
+    /// # Safety
+    /// As [`dot`].
+    unsafe fn dot(t: &Tile, epi: &Epilogue);
 }
 
 /// Largest `MR·NR` of any tile: the stack tile that edge tiles are computed in.
 const MAX_TILE: usize = 128;
 
-/// The one microkernel body, generic over the register type: `MR` rows of `NV` registers,
-/// with `KP` interleaved sets of accumulators over K (consecutive steps go to different sets and
+/// The one microkernel body, generic over the register type: `MR` rows of `NV` registers
+/// (panels of `PV` registers, `bps` apart in B), with `KP` interleaved sets of accumulators over K (consecutive steps go to different sets and
 /// the sets are summed at the end), so that thin tiles still have enough independent FMA chains
 /// to hide the FMA latency.
 ///
 /// # Safety
 /// As [`Microkernel::tile`] with `NR = NV · S::LANES`, and `S` usable in the calling context.
 #[inline(always)]
-pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize, const KP: usize>(
+pub(crate) unsafe fn tile<
+    S: SimdF32,
+    const MR: usize,
+    const NV: usize,
+    const KP: usize,
+    const PV: usize,
+>(
     t: &Tile,
     epi: &Epilogue,
 ) {
@@ -104,7 +132,8 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize, const KP
         // SAFETY: p < kc: row p of B and column p of A's valid rows are readable.
         unsafe {
             let bp = t.b.add(p * t.brs);
-            let bv: [S; NV] = std::array::from_fn(|v| S::load(bp.add(v * lanes)));
+            let bv: [S; NV] =
+                std::array::from_fn(|v| S::load(bp.add(v / PV * t.bps + v % PV * lanes)));
             for (row, ar) in acc.iter_mut().zip(&arow) {
                 let ai = S::splat(*ar.add(p * t.acs));
                 for (r, &bj) in row.iter_mut().zip(&bv) {
@@ -133,8 +162,71 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize, const KP
             }
         }
     }
+    // SAFETY: forwarded contract.
+    unsafe { store(&acc, t, epi) }
+}
 
-    // The epilogue, on registers: full tiles of row-contiguous C go straight to memory; edge
+/// The narrow-output microkernel: `R × C` dot products vectorized along K, for outputs too
+/// narrow to fill a row of registers (n = 10 classes). A rows and the `C` columns of B (packed
+/// as rows of Bᵀ, `brs` apart) are both contiguous in K; lanes hold partial sums that are
+/// added at the end, then the usual epilogue runs on the `R × C` results.
+///
+/// # Safety
+/// `acs == 1`; A is readable for `min(m, R)` rows of `kc` floats and Bᵀ for `min(n, C)`
+/// rows of `kc`; C ≤ S::LANES; otherwise as [`Microkernel::tile`] with `NR = S::LANES`.
+#[inline(always)]
+pub(crate) unsafe fn dot<S: SimdF32, const R: usize, const C: usize>(t: &Tile, epi: &Epilogue) {
+    let lanes = S::LANES;
+    debug_assert!(C <= lanes && t.acs == 1 && t.m >= 1 && t.n >= 1 && t.n <= C);
+    // SAFETY: rows and columns are clamped to the valid ones (caller).
+    let arow: [*const f32; R] = std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
+    // SAFETY: as above.
+    let bcol: [*const f32; C] = std::array::from_fn(|j| unsafe { t.b.add(j.min(t.n - 1) * t.brs) });
+    let mut acc = [[S::splat(0.0); C]; R];
+    let body = t.kc / lanes * lanes;
+    for p in (0..body).step_by(lanes) {
+        // SAFETY: p + lanes ≤ kc: inside the valid rows of A and Bᵀ.
+        unsafe {
+            let av: [S; R] = std::array::from_fn(|i| S::load(arow[i].add(p)));
+            for (j, bc) in bcol.iter().enumerate() {
+                let bv = S::load(bc.add(p));
+                for (row, &a) in acc.iter_mut().zip(&av) {
+                    row[j] = a.mul_add(bv, row[j]);
+                }
+            }
+        }
+    }
+    let mut out = [[S::splat(0.0); 1]; R];
+    for (i, (row, o)) in acc.iter().zip(&mut out).enumerate() {
+        let mut sums = [0.0f32; MAX_TILE];
+        for (j, (r, bc)) in row.iter().zip(&bcol).enumerate() {
+            // The K remainder, in scalar FMAs after the lane sum.
+            sums[j] = (body..t.kc).fold(r.reduce_sum(), |s, p| {
+                // SAFETY: p < kc, inside the valid rows of A and Bᵀ.
+                unsafe { (*arow[i].add(p)).mul_add(*bc.add(p), s) }
+            });
+        }
+        // SAFETY: sums holds at least LANES floats.
+        o[0] = unsafe { S::load(sums.as_ptr()) };
+    }
+    // SAFETY: forwarded contract; the tile is R × LANES with the valid n ≤ C columns.
+    unsafe { store(&out, t, epi) }
+}
+
+/// The epilogue, on registers: `c ← act(alpha·acc + beta·c + bias)` (and z), stored to the
+/// valid corner of the tile.
+///
+/// # Safety
+/// As [`Microkernel::tile`] for an `MR × NV·LANES` tile.
+#[inline(always)]
+unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
+    acc: &[[S; NV]; MR],
+    t: &Tile,
+    epi: &Epilogue,
+) {
+    let lanes = S::LANES;
+    let nr = NV * lanes;
+    // Full tiles of row-contiguous C go straight to memory; edge
     // tiles, strided C and tiles with a second output go through a stack tile, so nothing
     // outside the views is touched.
     let (m, n) = (t.m.min(MR), t.n);
@@ -146,16 +238,20 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize, const KP
     } else {
         (buf.as_mut_ptr(), nr)
     };
-    let each_valid = |f: &mut dyn FnMut(usize, usize)| {
+    #[inline(always)]
+    fn each(m: usize, n: usize, mut f: impl FnMut(usize, usize)) {
         for i in 0..m {
             for j in 0..n {
                 f(i, j)
             }
         }
-    };
+    }
+
     if !direct && epi.beta != 0.0 {
         // SAFETY: (i, j) is inside the valid m × n corner of C and of buf.
-        each_valid(&mut |i, j| unsafe { *ct.add(i * nr + j) = *t.c.add(i * t.crs + j * t.ccs) });
+        each(m, n, |i, j| unsafe {
+            *ct.add(i * nr + j) = *t.c.add(i * t.crs + j * t.ccs)
+        });
     }
     let bias: [S; NV] = std::array::from_fn(|v| match epi.bias {
         // SAFETY: the bias panel holds NR values.
@@ -187,11 +283,11 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize, const KP
     match epi.z {
         ZMode::Unused => {}
         // SAFETY: (i, j) is inside the valid corner of z.
-        ZMode::Store => {
-            each_valid(&mut |i, j| unsafe { *t.z.add(i * t.zrs + j * t.zcs) = pre[i * nr + j] })
-        }
+        ZMode::Store => each(m, n, |i, j| unsafe {
+            *t.z.add(i * t.zrs + j * t.zcs) = pre[i * nr + j]
+        }),
         // SAFETY: as above, reading z.
-        ZMode::Gate(act) => each_valid(&mut |i, j| unsafe {
+        ZMode::Gate(act) => each(m, n, |i, j| unsafe {
             let d = act
                 .derivative(*t.z.add(i * t.zrs + j * t.zcs))
                 .unwrap_or(1.0);
@@ -199,5 +295,7 @@ pub(crate) unsafe fn tile<S: SimdF32, const MR: usize, const NV: usize, const KP
         }),
     }
     // SAFETY: (i, j) is inside the valid m × n corner of C and of buf.
-    each_valid(&mut |i, j| unsafe { *t.c.add(i * t.crs + j * t.ccs) = *ct.add(i * nr + j) });
+    each(m, n, |i, j| unsafe {
+        *t.c.add(i * t.crs + j * t.ccs) = *ct.add(i * nr + j)
+    });
 }

@@ -3,7 +3,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{Epilogue, Microkernel, Tile, tile};
+use super::{Epilogue, Microkernel, Tile, dot, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +70,11 @@ impl SimdF32 for F32x4 {
             vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
         })
     }
+    #[inline(always)]
+    fn reduce_sum(self) -> f32 {
+        // SAFETY: NEON is in the aarch64 baseline.
+        unsafe { vaddvq_f32(self.0) }
+    }
 }
 
 pub(crate) struct Neon;
@@ -83,15 +88,39 @@ impl Microkernel for Neon {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x4, 1, 3, 4>(t, epi),
-                2 => tile::<F32x4, 2, 3, 2>(t, epi),
-                3 => tile::<F32x4, 3, 3, 1>(t, epi),
-                4 => tile::<F32x4, 4, 3, 1>(t, epi),
-                5 => tile::<F32x4, 5, 3, 1>(t, epi),
-                6 => tile::<F32x4, 6, 3, 1>(t, epi),
-                7 => tile::<F32x4, 7, 3, 1>(t, epi),
-                _ => tile::<F32x4, 8, 3, 1>(t, epi),
+                1 => tile::<F32x4, 1, 3, 4, 3>(t, epi),
+                2 => tile::<F32x4, 2, 3, 2, 3>(t, epi),
+                3 => tile::<F32x4, 3, 3, 1, 3>(t, epi),
+                4 => tile::<F32x4, 4, 3, 1, 3>(t, epi),
+                5 => tile::<F32x4, 5, 3, 1, 3>(t, epi),
+                6 => tile::<F32x4, 6, 3, 1, 3>(t, epi),
+                7 => tile::<F32x4, 7, 3, 1, 3>(t, epi),
+                _ => tile::<F32x4, 8, 3, 1, 3>(t, epi),
             }
         }
+    }
+    fn wide_panels(rows: usize) -> usize {
+        match rows {
+            1 => 4,
+            2 => 2,
+            _ => 1,
+        }
+    }
+    #[inline]
+    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract, as above.
+        unsafe {
+            match rows {
+                1 => tile::<F32x4, 1, 12, 1, 3>(t, epi),
+                _ => tile::<F32x4, 2, 6, 1, 3>(t, epi),
+            }
+        }
+    }
+    const DOT_ROWS: usize = 3;
+    const DOT_COLS: usize = 4;
+    #[inline]
+    unsafe fn dot(t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract, as above.
+        unsafe { dot::<F32x4, 3, 4>(t, epi) }
     }
 }

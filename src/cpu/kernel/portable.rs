@@ -5,7 +5,7 @@
 
 use wide::{CmpGt, f32x8};
 
-use super::{Epilogue, Microkernel, Tile, tile};
+use super::{Epilogue, Microkernel, Tile, dot, tile};
 use crate::cpu::simd::SimdF32;
 
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +76,10 @@ impl SimdF32 for F32x8 {
             n.map(|e| f32::from_bits(((e as i32 + 127) as u32) << 23)),
         ))
     }
+    #[inline(always)]
+    fn reduce_sum(self) -> f32 {
+        self.0.reduce_add()
+    }
 }
 
 /// 6×8: 12 SSE accumulators (or 6 AVX ones when built with AVX), the most that fit 16 registers.
@@ -90,13 +94,37 @@ impl Microkernel for Portable {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x8, 1, 1, 4>(t, epi),
-                2 => tile::<F32x8, 2, 1, 2>(t, epi),
-                3 => tile::<F32x8, 3, 1, 2>(t, epi),
-                4 => tile::<F32x8, 4, 1, 1>(t, epi),
-                5 => tile::<F32x8, 5, 1, 1>(t, epi),
-                _ => tile::<F32x8, 6, 1, 1>(t, epi),
+                1 => tile::<F32x8, 1, 1, 4, 1>(t, epi),
+                2 => tile::<F32x8, 2, 1, 2, 1>(t, epi),
+                3 => tile::<F32x8, 3, 1, 2, 1>(t, epi),
+                4 => tile::<F32x8, 4, 1, 1, 1>(t, epi),
+                5 => tile::<F32x8, 5, 1, 1, 1>(t, epi),
+                _ => tile::<F32x8, 6, 1, 1, 1>(t, epi),
             }
         }
+    }
+    fn wide_panels(rows: usize) -> usize {
+        match rows {
+            1 => 4,
+            2 => 2,
+            _ => 1,
+        }
+    }
+    #[inline]
+    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract, as above.
+        unsafe {
+            match rows {
+                1 => tile::<F32x8, 1, 4, 1, 1>(t, epi),
+                _ => tile::<F32x8, 2, 2, 1, 1>(t, epi),
+            }
+        }
+    }
+    const DOT_ROWS: usize = 2;
+    const DOT_COLS: usize = 3;
+    #[inline]
+    unsafe fn dot(t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract, as above.
+        unsafe { dot::<F32x8, 2, 3>(t, epi) }
     }
 }

@@ -1,0 +1,388 @@
+//! CPU throughput of `y = act(x·W + b)` and of the bare GEMM: densecore (fused, fused with
+//! pre-packed weights, unfused, plain GEMM) side by side with `matrixmultiply` and `gemm`, on
+//! square matrices and dense-layer shapes (batch × in → out), at 1 and 2 threads.
+//!
+//! `cargo bench --bench cpu` runs both thread counts, one child process each: matrixmultiply reads
+//! its thread count once per process (`MATMUL_NUM_THREADS`), so that variable also picks the count
+//! for every implementation: `MATMUL_NUM_THREADS=2 cargo bench --bench cpu` runs 2 threads only.
+//! Criterion filters apply as usual (`-- "784x128"`, `-- fusion`). `DENSECORE_KERNEL` picks
+//! densecore's microkernel. Throughput is counted in flops (2·m·n·k elements), so criterion's
+//! "Gelem/s" reads as GFLOP/s; `cargo run --release --example bench_report` makes the table and
+//! chart of BENCHMARKS.md from the results.
+
+use std::hint::black_box;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use densecore::cpu::{Cpu, PackedWeights};
+use densecore::{Activation, MatMut, MatRef};
+use gemm::Parallelism;
+
+/// The thread counts `cargo bench --bench cpu` compares.
+const THREAD_COUNTS: [usize; 2] = [1, 2];
+
+/// One problem: `x` is m×k, `W` k×n, `y` m×n, all row-major.
+#[derive(Clone, Copy)]
+struct Shape {
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+impl Shape {
+    fn flops(self) -> u64 {
+        2 * (self.m * self.n * self.k) as u64
+    }
+}
+
+/// A family of shapes benchmarked as one criterion group, each shape named by its parameter.
+struct Family {
+    name: &'static str,
+    shapes: Vec<(usize, Shape)>,
+}
+
+fn families() -> Vec<Family> {
+    let dense = |name, k, n, batches: &[usize]| Family {
+        name,
+        shapes: batches.iter().map(|&m| (m, Shape { m, k, n })).collect(),
+    };
+    vec![
+        Family {
+            name: "square",
+            shapes: [64, 128, 256, 512, 1024, 2048]
+                .into_iter()
+                .map(|s| (s, Shape { m: s, k: s, n: s }))
+                .collect(),
+        },
+        dense("dense 784x128", 784, 128, &[1, 8, 32, 256, 1024]),
+        dense("dense 128x10", 128, 10, &[1, 8, 32, 256, 1024]),
+        dense("dense 4096x4096", 4096, 4096, &[1, 32, 256]),
+    ]
+}
+
+/// The operands of one shape, filled with reproducible values in [-1, 1).
+struct Operands {
+    shape: Shape,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+    y: Vec<f32>,
+}
+
+impl Operands {
+    fn new(shape: Shape) -> Self {
+        let Shape { m, k, n } = shape;
+        Self {
+            shape,
+            x: values(m * k, 1),
+            w: values(k * n, 2),
+            bias: values(n, 3),
+            y: vec![0.0; m * n],
+        }
+    }
+
+    /// densecore's fused layer: bias and activation in the microkernel's epilogue.
+    fn dense(&mut self, cpu: &Cpu, act: Activation) {
+        let Shape { m, k, n } = self.shape;
+        let x = MatRef::row_major(&self.x, m, k);
+        let w = MatRef::row_major(&self.w, k, n);
+        let y = MatMut::row_major(&mut self.y, m, n);
+        cpu.dense(x, w, Some(&self.bias), act, y)
+            .expect("valid shapes");
+    }
+
+    /// The fused layer with W packed once beforehand, as an inference layer keeps it.
+    fn dense_packed(&mut self, cpu: &Cpu, w: &PackedWeights, act: Activation) {
+        let Shape { m, k, n } = self.shape;
+        let x = MatRef::row_major(&self.x, m, k);
+        let y = MatMut::row_major(&mut self.y, m, n);
+        cpu.dense_packed(x, w, Some(&self.bias), act, y)
+            .expect("valid shapes");
+    }
+
+    /// densecore's GEMM alone: `y = x·W`.
+    fn gemm(&mut self, cpu: &Cpu) {
+        let Shape { m, k, n } = self.shape;
+        let x = MatRef::row_major(&self.x, m, k);
+        let w = MatRef::row_major(&self.w, k, n);
+        let y = MatMut::row_major(&mut self.y, m, n);
+        cpu.gemm(1.0, x, w, 0.0, y).expect("valid shapes");
+    }
+
+    /// The unfused layer: the same GEMM, then a second pass over `y` for bias and activation.
+    fn unfused(&mut self, cpu: &Cpu, act: Activation) {
+        self.gemm(cpu);
+        for row in self.y.chunks_exact_mut(self.shape.n) {
+            for (v, &b) in row.iter_mut().zip(&self.bias) {
+                *v = act.apply(*v + b);
+            }
+        }
+    }
+
+    fn matrixmultiply(&mut self) {
+        let Shape { m, k, n } = self.shape;
+        // SAFETY: x, w and y hold m×k, k×n and m×n row-major elements (Operands::new); y does
+        // not alias the inputs.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                self.x.as_ptr(),
+                k as isize,
+                1,
+                self.w.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                self.y.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+
+    fn gemm_crate(&mut self, threads: usize) {
+        let Shape { m, k, n } = self.shape;
+        let parallelism = if threads > 1 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
+        // SAFETY: as in `matrixmultiply`; gemm's dst = alpha·dst + beta·lhs·rhs, and
+        // read_dst = false never reads y.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                self.y.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                self.x.as_ptr(),
+                1,
+                k as isize,
+                self.w.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+}
+
+/// Checks that the libraries compute the same product as densecore before timing them, so the
+/// comparison is between equal work (gemm's alpha/beta are the reverse of BLAS', for one).
+fn assert_same_product(ops: &mut Operands, cpu: &Cpu, threads: usize) {
+    ops.gemm(cpu);
+    let expected = ops.y.clone();
+    let tolerance = 1e-5 * ops.shape.k as f32;
+    let mut check = |name: &str, run: &mut dyn FnMut(&mut Operands)| {
+        ops.y.fill(f32::NAN);
+        run(ops);
+        let worst = expected
+            .iter()
+            .zip(&ops.y)
+            .map(|(e, y)| (e - y).abs())
+            .fold(
+                0.0f32,
+                |a, d| if d.is_nan() { f32::INFINITY } else { a.max(d) },
+            );
+        assert!(
+            worst <= tolerance,
+            "{name} differs from densecore by {worst}"
+        );
+    };
+    check("matrixmultiply", &mut |o| o.matrixmultiply());
+    check("gemm", &mut |o| o.gemm_crate(threads));
+}
+
+/// `len` reproducible values in [-1, 1) (a 64-bit LCG; `seed` tells the operands apart).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Criterion settings for one shape: enough samples for a stable median, few enough that the
+/// whole run stays short; one call of the largest shapes takes tenths of a second.
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
+    group.throughput(Throughput::Elements(shape.flops()));
+    if shape.flops() > 2_000_000_000 {
+        group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    } else {
+        group.sampling_mode(SamplingMode::Auto).sample_size(20);
+    }
+}
+
+/// densecore's configuration: `DENSECORE_KERNEL` may pick the kernel, the run sets the threads.
+fn densecore_cpu(threads: usize) -> Cpu {
+    Cpu::from_env()
+        .and_then(|cpu| cpu.with_threads(threads))
+        .expect("a valid DENSECORE_KERNEL and thread count")
+}
+
+fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
+    let cpu = densecore_cpu(threads);
+    let mut group = c.benchmark_group(format!("{} t{threads}", family.name));
+    for &(param, shape) in &family.shapes {
+        configure(&mut group, shape);
+        let mut ops = Operands::new(shape);
+        assert_same_product(&mut ops, &cpu, threads);
+        let packed = cpu
+            .pack_weights(MatRef::row_major(&ops.w, shape.k, shape.n))
+            .expect("valid weights");
+        let mut bench = |name: &str, f: &mut dyn FnMut(&mut Operands)| {
+            group.bench_function(BenchmarkId::new(name, param), |b| {
+                b.iter(|| {
+                    f(&mut ops);
+                    black_box(&mut ops.y);
+                })
+            });
+        };
+        bench("densecore fused relu", &mut |o| {
+            o.dense(&cpu, Activation::Relu)
+        });
+        bench("densecore packed relu", &mut |o| {
+            o.dense_packed(&cpu, &packed, Activation::Relu)
+        });
+        bench("densecore unfused relu", &mut |o| {
+            o.unfused(&cpu, Activation::Relu)
+        });
+        bench("densecore gemm", &mut |o| o.gemm(&cpu));
+        bench("matrixmultiply", &mut |o| o.matrixmultiply());
+        bench("gemm", &mut |o| o.gemm_crate(threads));
+    }
+    group.finish();
+}
+
+/// The cost of fusing bias + activation: the fused layer next to the bare GEMM of the same shape.
+fn bench_fusion(c: &mut Criterion, threads: usize) {
+    let cpu = densecore_cpu(threads);
+    let shapes = [
+        (
+            "square 256",
+            Shape {
+                m: 256,
+                k: 256,
+                n: 256,
+            },
+        ),
+        (
+            "square 1024",
+            Shape {
+                m: 1024,
+                k: 1024,
+                n: 1024,
+            },
+        ),
+        (
+            "784x128 b32",
+            Shape {
+                m: 32,
+                k: 784,
+                n: 128,
+            },
+        ),
+        (
+            "784x128 b256",
+            Shape {
+                m: 256,
+                k: 784,
+                n: 128,
+            },
+        ),
+        (
+            "784x128 b1024",
+            Shape {
+                m: 1024,
+                k: 784,
+                n: 128,
+            },
+        ),
+        (
+            "128x10 b1024",
+            Shape {
+                m: 1024,
+                k: 128,
+                n: 10,
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group(format!("fusion t{threads}"));
+    for (param, shape) in shapes {
+        configure(&mut group, shape);
+        let mut ops = Operands::new(shape);
+        group.bench_function(BenchmarkId::new("densecore gemm", param), |b| {
+            b.iter(|| {
+                ops.gemm(&cpu);
+                black_box(&mut ops.y);
+            })
+        });
+        for act in [Activation::Relu, Activation::Gelu, Activation::Sigmoid] {
+            let name = format!("densecore fused {act}");
+            group.bench_function(BenchmarkId::new(name, param), |b| {
+                b.iter(|| {
+                    ops.dense(&cpu, act);
+                    black_box(&mut ops.y);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn run(threads: usize) {
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .nresamples(10_000)
+        .configure_from_args();
+    for family in families() {
+        bench_family(&mut c, &family, threads);
+    }
+    // Fusion cost is a property of the kernel's epilogue, measured on one thread.
+    if threads == 1 {
+        bench_fusion(&mut c, threads);
+    }
+    c.final_summary();
+}
+
+fn main() -> ExitCode {
+    if let Ok(threads) = std::env::var("MATMUL_NUM_THREADS") {
+        let threads = threads
+            .trim()
+            .parse()
+            .expect("MATMUL_NUM_THREADS must be a thread count");
+        run(threads);
+        return ExitCode::SUCCESS;
+    }
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    for threads in THREAD_COUNTS {
+        let status = Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env("MATMUL_NUM_THREADS", threads.to_string())
+            .status()
+            .expect("re-running the benchmark for one thread count");
+        if !status.success() {
+            eprintln!("the {threads}-thread benchmarks failed: {status}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

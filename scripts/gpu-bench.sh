@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Measures the GPU kernels on this machine's GPU in one command: checks that a Vulkan driver
+# (or Metal/DX12) offers an adapter, then builds and runs `cargo bench --bench gpu` and prints
+# its GFLOP/s table (GPU next to the CPU backend) for BENCHMARKS.md.
+# Extra arguments go to criterion (e.g. a filter: scripts/gpu-bench.sh 784).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export NODEVICE_SELECT=1 # silences Mesa's device-select layer without XDG_RUNTIME_DIR
+
+if command -v vulkaninfo >/dev/null 2>&1; then
+    vulkaninfo --summary 2>/dev/null | grep -E "deviceName|driverName|apiVersion" || true
+fi
+# wgpu's own view decides: the example lists adapters and fails, with a hint, if there is none.
+if ! cargo run --release --quiet --example gpu_info; then
+    echo "no usable GPU adapter: install a Vulkan driver (GPU vendor's, or Mesa's lavapipe:" \
+        "apt-get install mesa-vulkan-drivers) and retry" >&2
+    exit 1
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo bench --bench gpu -- "$@" | tee "$log"
+echo
+echo "== table for BENCHMARKS.md =="
+sed -n '/^GPU: .*GFLOP\/s/,$p' "$log"

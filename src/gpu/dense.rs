@@ -1,0 +1,622 @@
+//! Execution: the GEMM variants, their choice per adapter and shape, the pipeline cache, and the
+//! public operations (dense forward, GEMM with transposes, the derivative-gated GEMM of the
+//! backward pass). Every operation only records and submits work; nothing waits for the GPU
+//! until a download.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
+
+use wgpu::util::DeviceExt;
+
+use super::Gpu;
+use super::context::{AdapterClass, Context};
+use super::matrix::{GpuMatrix, GpuRef};
+use super::shader::{Body, GemmShader, softmax_rows_source};
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+
+/// A GEMM shader variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GemmKernel {
+    /// Register blocking only (no workgroup memory): fastest on CPU-backed adapters.
+    Register,
+    /// Workgroup-memory tiling plus register blocking: for hardware GPUs.
+    Tiled,
+    /// Few rows (batch ≤ 8): columns across invocations, k split within a workgroup.
+    SmallM,
+}
+
+impl GemmKernel {
+    /// Every variant.
+    pub const ALL: [GemmKernel; 3] = [Self::Register, Self::Tiled, Self::SmallM];
+
+    /// The name `DENSECORE_GPU_KERNEL` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Tiled => "tiled",
+            Self::SmallM => "small_m",
+        }
+    }
+}
+
+impl fmt::Display for GemmKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for GemmKernel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim())
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown GPU kernel {s:?}")))
+    }
+}
+
+/// Largest batch the small-m variant is chosen for by default.
+const SMALL_M: usize = 8;
+
+/// Tile shapes per adapter class. CPU: measured on lavapipe (BENCHMARKS.md, "GPU"); GPU: the
+/// TF.js/ONNX Runtime recipe (64×64 tiles, 4×4 per invocation), not yet measured here.
+#[derive(Clone, Copy, Debug)]
+struct Tiles {
+    register: Body,
+    tiled: Body,
+    small_m: Body,
+    /// The variant for m > SMALL_M.
+    large: GemmKernel,
+}
+
+const CPU_TILES: Tiles = Tiles {
+    register: Body::Register {
+        tm: 8,
+        wg_x: 16,
+        wg_y: 4,
+    },
+    tiled: Body::Tiled {
+        tm: 4,
+        wg_x: 8,
+        wg_y: 8,
+        bk: 16,
+    },
+    small_m: Body::SmallM {
+        mr: 8,
+        quads: 64,
+        ksplit: 1,
+    },
+    large: GemmKernel::Register,
+};
+
+const GPU_TILES: Tiles = Tiles {
+    register: Body::Register {
+        tm: 4,
+        wg_x: 16,
+        wg_y: 16,
+    },
+    tiled: Body::Tiled {
+        tm: 4,
+        wg_x: 16,
+        wg_y: 16,
+        bk: 16,
+    },
+    small_m: Body::SmallM {
+        mr: 8,
+        quads: 8,
+        ksplit: 8,
+    },
+    large: GemmKernel::Tiled,
+};
+
+impl Body {
+    /// (invocations per workgroup, bytes of workgroup memory).
+    fn footprint(self) -> (u32, u32) {
+        match self {
+            Body::Register { wg_x, wg_y, .. } => (wg_x * wg_y, 0),
+            Body::Tiled { tm, wg_x, wg_y, bk } => (wg_x * wg_y, 4 * bk * (wg_y * tm + wg_x * 4)),
+            Body::SmallM { mr, quads, ksplit } => (quads * ksplit, 16 * mr * quads * ksplit),
+        }
+    }
+
+    /// (rows, columns) of C one workgroup covers.
+    fn block(self) -> (u32, u32) {
+        match self {
+            Body::Register { tm, wg_x, wg_y } | Body::Tiled { tm, wg_x, wg_y, .. } => {
+                (tm * wg_y, 4 * wg_x)
+            }
+            Body::SmallM { mr, quads, .. } => (mr, 4 * quads),
+        }
+    }
+}
+
+impl Tiles {
+    fn for_adapter(class: AdapterClass, limits: &wgpu::Limits) -> Self {
+        let fits = |t: &Tiles| {
+            [t.register, t.tiled, t.small_m].iter().all(|b| {
+                let (threads, shared) = b.footprint();
+                threads <= limits.max_compute_invocations_per_workgroup
+                    && shared <= limits.max_compute_workgroup_storage_size
+            })
+        };
+        match class {
+            AdapterClass::Gpu if fits(&GPU_TILES) => GPU_TILES,
+            // Small adapters (and CPU rasterizers) get the 64-invocation shapes.
+            AdapterClass::Gpu => Tiles {
+                large: GemmKernel::Tiled,
+                ..CPU_TILES
+            },
+            AdapterClass::Cpu => CPU_TILES,
+        }
+    }
+
+    fn body(&self, kernel: GemmKernel) -> Body {
+        match kernel {
+            GemmKernel::Register => self.register,
+            GemmKernel::Tiled => self.tiled,
+            GemmKernel::SmallM => self.small_m,
+        }
+    }
+}
+
+/// Which compiled shader: the pipeline cache key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum PipelineKey {
+    Gemm(GemmShader),
+    SoftmaxRows { log: bool },
+}
+
+/// `Params` in `shaders/gemm_common.wgsl` (padded to 32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    m: u32,
+    k: u32,
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    pad: [u32; 3],
+}
+
+/// `Rows` in `shaders/softmax_rows.wgsl` (padded to 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RowParams {
+    rows: u32,
+    cols: u32,
+    pad: [u32; 2],
+}
+
+/// Compiled pipelines and the layouts they share, for one device.
+pub(crate) struct Kernels {
+    tiles: Tiles,
+    gemm_layout: wgpu::BindGroupLayout,
+    gemm_pipeline_layout: wgpu::PipelineLayout,
+    rows_layout: wgpu::BindGroupLayout,
+    rows_pipeline_layout: wgpu::PipelineLayout,
+    /// Bound where an operation has no bias or no gate.
+    placeholder: wgpu::Buffer,
+    /// Bound where an operation stores no Z (a written binding must not share a buffer).
+    placeholder_out: wgpu::Buffer,
+    cache: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+impl Kernels {
+    pub(crate) fn new(ctx: &Context) -> Result<Self> {
+        let device = ctx.device();
+        ctx.scoped(|| {
+            // 0 params, 1 A, 2 B, 3 bias, 4 gate (Z read), 5 C, 6 Z (written).
+            let gemm_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("gemm"),
+                entries: &[
+                    uniform_entry(0),
+                    storage_entry(1, true),
+                    storage_entry(2, true),
+                    storage_entry(3, true),
+                    storage_entry(4, true),
+                    storage_entry(5, false),
+                    storage_entry(6, false),
+                ],
+            });
+            let rows_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("softmax_rows"),
+                entries: &[uniform_entry(0), storage_entry(1, false)],
+            });
+            let placeholder = |label| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            };
+            let pipeline_layout = |layout| {
+                device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: None,
+                    bind_group_layouts: &[Some(layout)],
+                    immediate_size: 0,
+                })
+            };
+            Self {
+                tiles: Tiles::for_adapter(ctx.adapter().class, ctx.limits()),
+                gemm_pipeline_layout: pipeline_layout(&gemm_layout),
+                rows_pipeline_layout: pipeline_layout(&rows_layout),
+                gemm_layout,
+                rows_layout,
+                placeholder: placeholder("placeholder"),
+                placeholder_out: placeholder("placeholder_out"),
+                cache: Mutex::new(HashMap::new()),
+            }
+        })
+    }
+
+    /// Switches to the tile table for `class` (compiled pipelines keep their own shapes).
+    pub(crate) fn set_tiles(&mut self, class: AdapterClass, limits: &wgpu::Limits) {
+        self.tiles = Tiles::for_adapter(class, limits);
+    }
+
+    /// The compiled pipeline for `key`, compiling it on first use.
+    fn pipeline(&self, ctx: &Context, key: PipelineKey) -> wgpu::ComputePipeline {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let (source, layout) = match key {
+                    PipelineKey::Gemm(shader) => (shader.source(), &self.gemm_pipeline_layout),
+                    PipelineKey::SoftmaxRows { log } => {
+                        (softmax_rows_source(log), &self.rows_pipeline_layout)
+                    }
+                };
+                let module = ctx
+                    .device()
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: None,
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    });
+                ctx.device()
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: None,
+                        layout: Some(layout),
+                        module: &module,
+                        entry_point: Some("main"),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            })
+            .clone()
+    }
+}
+
+/// One compute dispatch, ready to record.
+struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32, u32),
+}
+
+/// What the store step does besides `alpha·A·B`.
+struct Epilogue<'a> {
+    beta: f32,
+    bias: Option<&'a GpuMatrix>,
+    act: Activation,
+    /// Multiply by `act'(z)` for this activation and Z.
+    gate: Option<(&'a GpuMatrix, Activation)>,
+    /// Store the pre-activation here.
+    z_out: Option<&'a GpuMatrix>,
+}
+
+fn expect_shape(
+    operand: &'static str,
+    (rows, cols): (usize, usize),
+    (expected_rows, expected_cols): (usize, usize),
+) -> Result<()> {
+    if (rows, cols) == (expected_rows, expected_cols) {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            operand,
+            expected_rows,
+            expected_cols,
+            rows,
+            cols,
+        })
+    }
+}
+
+fn workgroups(ctx: &Context, count: usize, what: &'static str) -> Result<u32> {
+    let limit = ctx.limits().max_compute_workgroups_per_dimension;
+    if count > limit as usize {
+        return Err(Error::GpuTooLarge {
+            operand: "c",
+            what,
+            size: count as u64,
+            limit: limit as u64,
+        });
+    }
+    Ok(count as u32)
+}
+
+impl Gpu {
+    /// `y = act(x·w + bias)` on device matrices: `x` m×k, `w` k×n, `bias` 1×n, `y` m×n.
+    /// Bias and activation are applied as each output is stored; softmax and log_softmax run as
+    /// a row pass right after, in the same submission. Nothing is read back.
+    pub fn dense(
+        &self,
+        x: GpuRef<'_>,
+        w: GpuRef<'_>,
+        bias: Option<&GpuMatrix>,
+        act: Activation,
+        y: &mut GpuMatrix,
+    ) -> Result<()> {
+        let epilogue = Epilogue {
+            beta: 0.0,
+            bias,
+            act,
+            gate: None,
+            z_out: None,
+        };
+        self.run_gemm(1.0, x, w, epilogue, y)
+    }
+
+    /// The training forward pass: `z = x·w + bias` and `y = act(z)`, both stored by the same
+    /// fused epilogue (the backward pass needs `z` for the activation's derivative).
+    pub fn dense_train(
+        &self,
+        x: GpuRef<'_>,
+        w: GpuRef<'_>,
+        bias: Option<&GpuMatrix>,
+        act: Activation,
+        z: &mut GpuMatrix,
+        y: &mut GpuMatrix,
+    ) -> Result<()> {
+        let epilogue = Epilogue {
+            beta: 0.0,
+            bias,
+            act,
+            gate: None,
+            z_out: Some(z),
+        };
+        self.run_gemm(1.0, x, w, epilogue, y)
+    }
+
+    /// `c = alpha·a·b + beta·c` on device matrices; `beta = 0` never reads `c`. Transposed views
+    /// (`x.t()`) give the backward products `xᵀ·dY` and `dY·Wᵀ` without copies, and
+    /// `gemm(-lr, x.t(), dy, 1.0, w)` is a fused SGD step.
+    pub fn gemm(
+        &self,
+        alpha: f32,
+        a: GpuRef<'_>,
+        b: GpuRef<'_>,
+        beta: f32,
+        c: &mut GpuMatrix,
+    ) -> Result<()> {
+        let epilogue = Epilogue {
+            beta,
+            bias: None,
+            act: Activation::Linear,
+            gate: None,
+            z_out: None,
+        };
+        self.run_gemm(alpha, a, b, epilogue, c)
+    }
+
+    /// The backward pass through an activation, fused into its GEMM: `c = (a·b) ⊙ act'(z)`
+    /// elementwise, e.g. `dZ = (dY·Wᵀ) ⊙ act'(Z)` with `z` the layer's pre-activation (m×n like
+    /// `c`). Row-wise activations (softmax) have no elementwise derivative and are refused.
+    pub fn gemm_act_grad(
+        &self,
+        a: GpuRef<'_>,
+        b: GpuRef<'_>,
+        z: &GpuMatrix,
+        act: Activation,
+        c: &mut GpuMatrix,
+    ) -> Result<()> {
+        if act.is_row_wise() {
+            return Err(Error::InvalidArgument(format!(
+                "{act} has no elementwise derivative to fuse"
+            )));
+        }
+        let epilogue = Epilogue {
+            beta: 0.0,
+            bias: None,
+            act: Activation::Linear,
+            gate: Some((z, act)),
+            z_out: None,
+        };
+        self.run_gemm(1.0, a, b, epilogue, c)
+    }
+
+    /// The variant an m-row product runs with: the forced one, else by adapter class and m.
+    pub fn kernel(&self, m: usize) -> GemmKernel {
+        self.forced.unwrap_or(if m <= SMALL_M {
+            GemmKernel::SmallM
+        } else {
+            self.kernels.tiles.large
+        })
+    }
+
+    fn run_gemm(
+        &self,
+        alpha: f32,
+        a: GpuRef<'_>,
+        b: GpuRef<'_>,
+        ep: Epilogue<'_>,
+        c: &mut GpuMatrix,
+    ) -> Result<()> {
+        let (m, k, n) = (a.rows(), a.cols(), b.cols());
+        expect_shape("b", (b.rows(), b.cols()), (k, n))?;
+        expect_shape("c", (c.rows(), c.cols()), (m, n))?;
+        if let Some(bias) = ep.bias {
+            expect_shape("bias", (bias.rows(), bias.cols()), (1, n))?;
+        }
+        for z in ep.gate.map(|(z, _)| z).into_iter().chain(ep.z_out) {
+            expect_shape("z", (z.rows(), z.cols()), (m, n))?;
+        }
+        if !(alpha.is_finite() && ep.beta.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "alpha = {alpha} and beta = {} must be finite",
+                ep.beta
+            )));
+        }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let ctx = &self.ctx;
+        let body = self.kernels.tiles.body(self.kernel(m));
+        let (block_rows, block_cols) = body.block();
+        let groups = (
+            workgroups(ctx, n.div_ceil(block_cols as usize), "column blocks")?,
+            workgroups(ctx, m.div_ceil(block_rows as usize), "row blocks")?,
+            1,
+        );
+        let shader = GemmShader {
+            body,
+            act: ep.act,
+            gate: ep.gate.map(|(_, act)| act),
+            bias: ep.bias.is_some(),
+            store_z: ep.z_out.is_some(),
+            trans_a: a.transposed,
+            trans_b: b.transposed,
+            vec4_a: a.vec4(),
+            vec4_b: b.vec4(),
+        };
+        let params = GemmParams {
+            m: m as u32,
+            k: k as u32,
+            n: n as u32,
+            alpha,
+            beta: ep.beta,
+            pad: [0; 3],
+        };
+        let device = ctx.device();
+        let placeholder = &self.kernels.placeholder;
+        ctx.scoped(|| {
+            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("gemm params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &self.kernels.gemm_layout,
+                entries: &[
+                    entry(0, &params),
+                    entry(1, a.matrix.buffer()),
+                    entry(2, b.matrix.buffer()),
+                    entry(3, ep.bias.map_or(placeholder, GpuMatrix::buffer)),
+                    entry(4, ep.gate.map_or(placeholder, |(z, _)| z.buffer())),
+                    entry(5, c.buffer()),
+                    entry(
+                        6,
+                        ep.z_out
+                            .map_or(&self.kernels.placeholder_out, GpuMatrix::buffer),
+                    ),
+                ],
+            });
+            let gemm = Dispatch {
+                pipeline: self.kernels.pipeline(ctx, PipelineKey::Gemm(shader)),
+                bind_group,
+                groups,
+            };
+            let rows = match ep.act.is_row_wise() {
+                true => Some(self.softmax_rows(ep.act, c)?),
+                false => None,
+            };
+            self.submit(gemm, rows);
+            Ok(())
+        })?
+    }
+
+    /// The softmax/log_softmax row pass over `y`.
+    fn softmax_rows(&self, act: Activation, y: &GpuMatrix) -> Result<Dispatch> {
+        let ctx = &self.ctx;
+        let limit = ctx.limits().max_compute_workgroups_per_dimension as usize;
+        let x_groups = y.rows().min(limit);
+        let y_groups = workgroups(ctx, y.rows().div_ceil(x_groups), "row blocks")?;
+        let device = ctx.device();
+        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("softmax params"),
+            contents: bytemuck::bytes_of(&RowParams {
+                rows: y.rows() as u32,
+                cols: y.cols() as u32,
+                pad: [0; 2],
+            }),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &self.kernels.rows_layout,
+            entries: &[entry(0, &params), entry(1, y.buffer())],
+        });
+        let key = PipelineKey::SoftmaxRows {
+            log: act == Activation::LogSoftmax,
+        };
+        Ok(Dispatch {
+            pipeline: self.kernels.pipeline(ctx, key),
+            bind_group,
+            groups: (x_groups as u32, y_groups, 1),
+        })
+    }
+
+    /// Records the dispatches, one compute pass each (timed when a timer runs), and submits.
+    fn submit(&self, first: Dispatch, second: Option<Dispatch>) {
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        for d in std::iter::once(first).chain(second) {
+            let timestamps = self.next_timestamps();
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timestamps.as_ref().map(|(set, begin)| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(*begin),
+                        end_of_pass_write_index: Some(begin + 1),
+                    }
+                }),
+            });
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+        }
+        self.ctx.queue().submit([encoder.finish()]);
+    }
+}
+
+fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}

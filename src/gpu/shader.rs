@@ -1,0 +1,137 @@
+//! The WGSL generator: one kernel body from `shaders/` plus the pieces its pipeline key picks
+//! (operand loaders, activation, tile constants), joined as text.
+//!
+//! Specializing by text keeps every branch on a constant that the shader compiler folds away,
+//! and lets the activation formulas and their constants come from `src/activation.rs`.
+
+use std::fmt::Write;
+
+use crate::activation::{
+    Activation, GELU_TANH_CUBIC, GELU_TANH_SCALE, LEAKY_RELU_SLOPE, SELU_ALPHA, SELU_SCALE,
+};
+
+const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
+const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+const LOAD_A_VEC4: &str = include_str!("../../shaders/load_a_vec4.wgsl");
+const LOAD_A_SCALAR: &str = include_str!("../../shaders/load_a_scalar.wgsl");
+const LOAD_B_VEC4: &str = include_str!("../../shaders/load_b_vec4.wgsl");
+const LOAD_B_SCALAR: &str = include_str!("../../shaders/load_b_scalar.wgsl");
+const GEMM_REGISTER: &str = include_str!("../../shaders/gemm_register.wgsl");
+const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+const GEMM_SMALL_M: &str = include_str!("../../shaders/gemm_small_m.wgsl");
+const SOFTMAX_ROWS: &str = include_str!("../../shaders/softmax_rows.wgsl");
+
+/// A GEMM shader: which body, and the tile constants it is compiled with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Body {
+    /// `gemm_register.wgsl`: TM×4 outputs per invocation, WG_X×WG_Y invocations.
+    Register { tm: u32, wg_x: u32, wg_y: u32 },
+    /// `gemm_tiled.wgsl`: a (WG_Y·TM)×(WG_X·4) tile per workgroup, BK deep.
+    Tiled {
+        tm: u32,
+        wg_x: u32,
+        wg_y: u32,
+        bk: u32,
+    },
+    /// `gemm_small_m.wgsl`: MR rows, QUADS·4 columns, KSPLIT slices of k per workgroup.
+    SmallM { mr: u32, quads: u32, ksplit: u32 },
+}
+
+/// Everything that changes the generated GEMM source: the pipeline cache key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GemmShader {
+    pub body: Body,
+    pub act: Activation,
+    /// The activation whose derivative at Z multiplies the result.
+    pub gate: Option<Activation>,
+    pub bias: bool,
+    /// The pre-activation is stored too (`Gpu::dense_train`).
+    pub store_z: bool,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    /// A is read as vec4 (row-major, k % 4 == 0).
+    pub vec4_a: bool,
+    /// B is read as vec4 (row-major, n % 4 == 0).
+    pub vec4_b: bool,
+}
+
+fn f32_literal(x: f64) -> String {
+    // `{:?}` keeps a decimal point or exponent, as WGSL float literals need.
+    format!("{:?}f", x as f32)
+}
+
+impl GemmShader {
+    pub fn source(&self) -> String {
+        let mut s = String::new();
+        let b = |v: bool| if v { "true" } else { "false" };
+        let _ = writeln!(s, "const TRANS_A: bool = {};", b(self.trans_a));
+        let _ = writeln!(s, "const TRANS_B: bool = {};", b(self.trans_b));
+        let _ = writeln!(s, "const HAS_BIAS: bool = {};", b(self.bias));
+        let _ = writeln!(s, "const HAS_GATE: bool = {};", b(self.gate.is_some()));
+        let _ = writeln!(s, "const STORE_Z: bool = {};", b(self.store_z));
+        let (body, consts) = match self.body {
+            Body::Register { tm, wg_x, wg_y } => (
+                GEMM_REGISTER,
+                vec![("TM", tm), ("WG_X", wg_x), ("WG_Y", wg_y)],
+            ),
+            Body::Tiled { tm, wg_x, wg_y, bk } => (
+                GEMM_TILED,
+                vec![("TM", tm), ("WG_X", wg_x), ("WG_Y", wg_y), ("BK", bk)],
+            ),
+            Body::SmallM { mr, quads, ksplit } => (
+                GEMM_SMALL_M,
+                vec![("MR", mr), ("QUADS", quads), ("KSPLIT", ksplit)],
+            ),
+        };
+        for (name, value) in consts {
+            let _ = writeln!(s, "const {name}: u32 = {value}u;");
+        }
+        s += &activation_functions(self.act, self.gate.unwrap_or(Activation::Linear));
+        s += GEMM_COMMON;
+        s += if self.vec4_a {
+            LOAD_A_VEC4
+        } else {
+            LOAD_A_SCALAR
+        };
+        s += if self.vec4_b {
+            LOAD_B_VEC4
+        } else {
+            LOAD_B_SCALAR
+        };
+        s += body;
+        s
+    }
+}
+
+/// `softmax_rows.wgsl` for softmax (`log = false`) or log_softmax.
+pub(crate) fn softmax_rows_source(log: bool) -> String {
+    format!("const LOG: bool = {log};\n{SOFTMAX_ROWS}")
+}
+
+/// The activation library with its constants, `act` bound to `act`'s formula and `act_grad`
+/// to `gate`'s derivative. Row-wise activations are the identity here (a row pass follows).
+fn activation_functions(act: Activation, gate: Activation) -> String {
+    let mut s = String::new();
+    for (name, value) in [
+        ("LEAKY_RELU_SLOPE", LEAKY_RELU_SLOPE),
+        ("SELU_SCALE", SELU_SCALE),
+        ("SELU_ALPHA", SELU_ALPHA),
+        ("GELU_TANH_SCALE", GELU_TANH_SCALE),
+        ("GELU_TANH_CUBIC", GELU_TANH_CUBIC),
+    ] {
+        let _ = writeln!(s, "const {name}: f32 = {};", f32_literal(value));
+    }
+    s += ACTIVATIONS;
+    let elementwise = |a: Activation| if a.is_row_wise() { "linear" } else { a.name() };
+    let _ = writeln!(
+        s,
+        "fn act(x: f32) -> f32 {{ return act_{}(x); }}",
+        elementwise(act)
+    );
+    let _ = writeln!(
+        s,
+        "fn act_grad(x: f32) -> f32 {{ return grad_{}(x); }}",
+        elementwise(gate)
+    );
+    s
+}
