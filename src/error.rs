@@ -77,4 +77,47 @@ pub enum Error {
     #[cfg(feature = "gpu")]
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    // The trainer's and data loaders' failures (nn/, data/).
+    /// A tensor (layer input, weights, targets) whose shape does not fit.
+    #[error("{what}: expected shape {expected}, got {got}")]
+    TensorShape {
+        what: String,
+        expected: String,
+        got: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// A data or weights file is corrupt, truncated or not what was expected.
+    #[error("{path}: {message}")]
+    InvalidFile { path: String, message: String },
+    /// Training produced a NaN or infinite loss.
+    #[error("training diverged: {what} is not finite at epoch {epoch}, step {step}")]
+    NonFinite {
+        what: &'static str,
+        epoch: usize,
+        step: usize,
+    },
+    /// The model is used before it can be (no layers, not compiled, …).
+    #[error("model not ready: {0}")]
+    NotReady(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: &std::path::Path, err: std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
+    }
+
+    /// An [`Error::InvalidFile`] for `path`.
+    pub(crate) fn invalid_file(path: &std::path::Path, message: impl Into<String>) -> Self {
+        Error::InvalidFile {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
 }

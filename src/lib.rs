@@ -33,3 +33,7 @@ mod validate;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use matrix::{MatMut, MatRef};
+
+// The Keras-like trainer and the data loaders (issue 5).
+pub mod data;
+pub mod nn;

@@ -1,0 +1,3 @@
+//! Data sets: the IDX format and MNIST.
+pub mod idx;
+pub mod mnist;

@@ -1,0 +1,572 @@
+//! The seam between the model and the hardware: the few operations a Dense layer's training step
+//! needs, over buffers the backend owns. The CPU implements it here; a GPU backend implements
+//! the same trait with its own `Buffer`, so [`Sequential`](super::Sequential) runs unchanged.
+//!
+//! The matrix operations are required. Loss, activation-gradient, regularizer and constraint
+//! operations have default implementations that copy to the host and back, so a new backend
+//! works before it has kernels for them; the CPU overrides them all (no copies).
+
+use std::fmt;
+
+use super::constraint::Constraint;
+use super::loss::{BatchStats, Loss};
+use super::optimizer::Optimizer;
+use super::regularizer::Regularizer;
+use crate::activation::Activation;
+use crate::cpu::Cpu;
+use crate::error::{Error, Result};
+use crate::matrix::{MatMut, MatRef};
+
+/// A strided read-only matrix view of a backend buffer (element (i, j) at `i·rs + j·cs`).
+#[derive(Debug)]
+pub struct BufRef<'a, T> {
+    pub buf: &'a T,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// A strided mutable matrix view of a backend buffer.
+#[derive(Debug)]
+pub struct BufMut<'a, T> {
+    pub buf: &'a mut T,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<T> Clone for BufRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for BufRef<'_, T> {}
+
+impl<'a, T> BufRef<'a, T> {
+    /// The leading `rows × cols` of `buf`, row-major.
+    pub fn row_major(buf: &'a T, rows: usize, cols: usize) -> Self {
+        Self {
+            buf,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+    /// The transpose: same buffer, strides swapped.
+    pub fn t(self) -> Self {
+        Self {
+            buf: self.buf,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+    /// Elements the view reaches (one past the last one).
+    fn span(&self) -> usize {
+        span(self.rows, self.cols, self.rs, self.cs)
+    }
+}
+
+impl<'a, T> BufMut<'a, T> {
+    /// The leading `rows × cols` of `buf`, row-major.
+    pub fn row_major(buf: &'a mut T, rows: usize, cols: usize) -> Self {
+        Self {
+            buf,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+    /// A shorter-lived view of the same elements.
+    pub fn rb_mut(&mut self) -> BufMut<'_, T> {
+        BufMut {
+            buf: self.buf,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+    /// A read-only view of the same elements.
+    pub fn as_ref(&self) -> BufRef<'_, T> {
+        BufRef {
+            buf: self.buf,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+}
+
+fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// Operations a training step runs, on buffers of f32 the backend owns.
+pub trait Backend: Clone + fmt::Debug {
+    /// Storage for `len` f32 values (on the device for an accelerator).
+    type Buffer: fmt::Debug;
+
+    /// A short description for logs ("cpu avx2, 2 threads").
+    fn describe(&self) -> String;
+
+    /// A zero-filled buffer of `len` values.
+    fn alloc(&self, len: usize) -> Result<Self::Buffer>;
+
+    /// Copies `src` into the first `src.len()` values of `dst`.
+    fn write(&self, dst: &mut Self::Buffer, src: &[f32]) -> Result<()>;
+
+    /// Copies the first `dst.len()` values of `src` into `dst`.
+    fn read(&self, src: &Self::Buffer, dst: &mut [f32]) -> Result<()>;
+
+    /// Writes rows `rows` of the row-major `src` (rows of `row_len`) one after another into `dst`:
+    /// the shuffled minibatch. `staging` is host scratch a backend may use (kept by the caller, so
+    /// steady-state steps do not allocate).
+    fn write_rows(
+        &self,
+        dst: &mut Self::Buffer,
+        src: &[f32],
+        row_len: usize,
+        rows: &[usize],
+        staging: &mut Vec<f32>,
+    ) -> Result<()> {
+        staging.clear();
+        for &r in rows {
+            staging.extend_from_slice(&src[r * row_len..(r + 1) * row_len]);
+        }
+        self.write(dst, staging)
+    }
+
+    /// `y = act(x·w + bias)` (inference).
+    fn dense(
+        &self,
+        x: BufRef<'_, Self::Buffer>,
+        w: BufRef<'_, Self::Buffer>,
+        bias: Option<&Self::Buffer>,
+        act: Activation,
+        y: BufMut<'_, Self::Buffer>,
+    ) -> Result<()>;
+
+    /// `z = x·w + bias` and `y = act(z)` (training keeps `z` for the backward pass).
+    fn dense_train(
+        &self,
+        x: BufRef<'_, Self::Buffer>,
+        w: BufRef<'_, Self::Buffer>,
+        bias: Option<&Self::Buffer>,
+        act: Activation,
+        z: BufMut<'_, Self::Buffer>,
+        y: BufMut<'_, Self::Buffer>,
+    ) -> Result<()>;
+
+    /// `c = alpha·a·b + beta·c`; transposed operands come as [`BufRef::t`] views.
+    fn gemm(
+        &self,
+        alpha: f32,
+        a: BufRef<'_, Self::Buffer>,
+        b: BufRef<'_, Self::Buffer>,
+        beta: f32,
+        c: BufMut<'_, Self::Buffer>,
+    ) -> Result<()>;
+
+    /// `c = (a·b) ⊙ act'(z)`: dY·Wᵀ gated by the previous layer's activation derivative.
+    /// Row-wise activations are an [`Error::InvalidArgument`] (use [`Backend::act_grad`]).
+    fn gemm_act_grad(
+        &self,
+        a: BufRef<'_, Self::Buffer>,
+        b: BufRef<'_, Self::Buffer>,
+        z: BufRef<'_, Self::Buffer>,
+        act: Activation,
+        c: BufMut<'_, Self::Buffer>,
+    ) -> Result<()>;
+
+    /// `out[j] = Σᵢ a[i, j]` (the bias gradient).
+    fn col_sums(&self, a: BufRef<'_, Self::Buffer>, out: &mut Self::Buffer) -> Result<()>;
+
+    /// One optimizer step on the first `len` values of `param` (step counts from 1).
+    fn update(
+        &self,
+        opt: &Optimizer,
+        step: u64,
+        len: usize,
+        param: &mut Self::Buffer,
+        grad: &Self::Buffer,
+        slots: &mut [Self::Buffer],
+    ) -> Result<()> {
+        let mut p = vec![0.0; len];
+        let mut g = vec![0.0; len];
+        self.read(param, &mut p)?;
+        self.read(grad, &mut g)?;
+        let mut s = slots
+            .iter()
+            .map(|b| {
+                let mut v = vec![0.0; len];
+                self.read(b, &mut v).map(|_| v)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        opt.update(step, &mut p, &g, &mut s)?;
+        self.write(param, &p)?;
+        for (b, v) in slots.iter_mut().zip(&s) {
+            self.write(b, v)?;
+        }
+        Ok(())
+    }
+
+    /// `dz = dy · ∂act/∂z` for any activation, row-wise ones included.
+    fn act_grad(
+        &self,
+        z: BufRef<'_, Self::Buffer>,
+        y: BufRef<'_, Self::Buffer>,
+        act: Activation,
+        dy: BufRef<'_, Self::Buffer>,
+        dz: BufMut<'_, Self::Buffer>,
+    ) -> Result<()> {
+        let (z, y, dy) = (host(self, z)?, host(self, y)?, host(self, dy)?);
+        through_host(self, dz, |dz| act_grad(z.mat(), y.mat(), act, dy.mat(), dz))
+    }
+
+    /// The batch's mean loss and correct predictions; with `dz`, also the gradient of the mean
+    /// loss with respect to the last layer's pre-activation `z` (`y = act(z)`).
+    #[allow(clippy::too_many_arguments)]
+    fn loss(
+        &self,
+        loss: &Loss,
+        act: Activation,
+        z: BufRef<'_, Self::Buffer>,
+        y: BufRef<'_, Self::Buffer>,
+        targets: BufRef<'_, Self::Buffer>,
+        dz: Option<BufMut<'_, Self::Buffer>>,
+    ) -> Result<BatchStats> {
+        let (z, y, t) = (host(self, z)?, host(self, y)?, host(self, targets)?);
+        match dz {
+            None => loss.compute(act, z.mat(), y.mat(), t.mat(), None),
+            Some(dz) => {
+                let mut stats = None;
+                through_host(self, dz, |dz| {
+                    stats = Some(loss.compute(act, z.mat(), y.mat(), t.mat(), Some(dz))?);
+                    Ok(())
+                })?;
+                Ok(stats.expect("set by the closure"))
+            }
+        }
+    }
+
+    /// The penalty of the first `len` values of `param`, adding its gradient into `grad`.
+    fn regularize(
+        &self,
+        reg: &Regularizer,
+        len: usize,
+        param: &Self::Buffer,
+        grad: Option<&mut Self::Buffer>,
+    ) -> Result<f64> {
+        let mut p = vec![0.0; len];
+        self.read(param, &mut p)?;
+        let Some(grad) = grad else {
+            return Ok(reg.penalty(&p));
+        };
+        let mut g = vec![0.0; len];
+        self.read(grad, &mut g)?;
+        let penalty = reg.penalty_and_grad(&p, &mut g);
+        self.write(grad, &g)?;
+        Ok(penalty)
+    }
+
+    /// Applies `c` to a `rows × cols` row-major parameter (a kernel; a bias is `1 × n`).
+    fn constrain(
+        &self,
+        c: &Constraint,
+        rows: usize,
+        cols: usize,
+        param: &mut Self::Buffer,
+    ) -> Result<()> {
+        let mut p = vec![0.0; rows * cols];
+        self.read(param, &mut p)?;
+        c.apply(&mut p, rows, cols)?;
+        self.write(param, &p)
+    }
+}
+
+/// A host copy of a view (for the default implementations).
+fn host<B: Backend>(b: &B, v: BufRef<'_, B::Buffer>) -> Result<HostMat> {
+    let mut data = vec![0.0; v.span()];
+    b.read(v.buf, &mut data)?;
+    Ok(HostMat {
+        data,
+        rows: v.rows,
+        cols: v.cols,
+        rs: v.rs,
+        cs: v.cs,
+    })
+}
+
+/// Runs `f` on a host copy of `v`, then writes it back (for the default implementations).
+fn through_host<B: Backend>(
+    b: &B,
+    v: BufMut<'_, B::Buffer>,
+    f: impl FnOnce(MatMut<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut h = host(b, v.as_ref())?;
+    f(MatMut::new(&mut h.data, h.rows, h.cols, h.rs, h.cs))?;
+    b.write(v.buf, &h.data)
+}
+
+/// A host copy of a strided view.
+struct HostMat {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl HostMat {
+    fn mat(&self) -> MatRef<'_> {
+        MatRef::new(&self.data, self.rows, self.cols, self.rs, self.cs)
+    }
+}
+
+/// `dz = dy · ∂act/∂z` on the host, for every activation.
+pub(crate) fn act_grad(
+    z: MatRef<'_>,
+    y: MatRef<'_>,
+    act: Activation,
+    dy: MatRef<'_>,
+    mut dz: MatMut<'_>,
+) -> Result<()> {
+    let (m, n) = (dz.rows(), dz.cols());
+    z.validate("z", m, n)?;
+    y.validate("y", m, n)?;
+    dy.validate("dy", m, n)?;
+    dz.validate_output("dz", m, n)?;
+    for i in 0..m {
+        match act {
+            // y = softmax(z): dz_j = y_j (dy_j − Σ_k dy_k y_k).
+            Activation::Softmax => {
+                let dot: f32 = (0..n).map(|j| dy.at(i, j) * y.at(i, j)).sum();
+                for j in 0..n {
+                    *dz.at_mut(i, j) = y.at(i, j) * (dy.at(i, j) - dot);
+                }
+            }
+            // y = log_softmax(z): dz_j = dy_j − softmax_j Σ_k dy_k.
+            Activation::LogSoftmax => {
+                let sum: f32 = (0..n).map(|j| dy.at(i, j)).sum();
+                for j in 0..n {
+                    *dz.at_mut(i, j) = dy.at(i, j) - y.at(i, j).exp() * sum;
+                }
+            }
+            _ => {
+                for j in 0..n {
+                    let d = act.derivative(z.at(i, j)).unwrap_or(1.0);
+                    *dz.at_mut(i, j) = dy.at(i, j) * d;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mat<'a>(v: BufRef<'a, Vec<f32>>) -> MatRef<'a> {
+    MatRef::new(v.buf, v.rows, v.cols, v.rs, v.cs)
+}
+
+fn mat_mut<'a>(v: BufMut<'a, Vec<f32>>) -> MatMut<'a> {
+    MatMut::new(v.buf, v.rows, v.cols, v.rs, v.cs)
+}
+
+fn prefix<'a>(buf: &'a [f32], len: usize, what: &'static str) -> Result<&'a [f32]> {
+    buf.get(..len).ok_or(Error::BufferTooShort {
+        operand: what,
+        needed: len,
+        len: buf.len(),
+    })
+}
+
+fn prefix_mut<'a>(buf: &'a mut [f32], len: usize, what: &'static str) -> Result<&'a mut [f32]> {
+    let have = buf.len();
+    buf.get_mut(..len).ok_or(Error::BufferTooShort {
+        operand: what,
+        needed: len,
+        len: have,
+    })
+}
+
+/// The CPU backend: buffers are host vectors, matrix products run on the fused kernels.
+impl Backend for Cpu {
+    type Buffer = Vec<f32>;
+
+    fn describe(&self) -> String {
+        let t = self.threads();
+        format!(
+            "cpu {}, {t} thread{}",
+            self.kernel(),
+            if t == 1 { "" } else { "s" }
+        )
+    }
+
+    fn alloc(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+
+    fn write(&self, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
+        prefix_mut(dst, src.len(), "write destination")?.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn read(&self, src: &Vec<f32>, dst: &mut [f32]) -> Result<()> {
+        dst.copy_from_slice(prefix(src, dst.len(), "read source")?);
+        Ok(())
+    }
+
+    fn write_rows(
+        &self,
+        dst: &mut Vec<f32>,
+        src: &[f32],
+        row_len: usize,
+        rows: &[usize],
+        _staging: &mut Vec<f32>,
+    ) -> Result<()> {
+        let dst = prefix_mut(dst, rows.len() * row_len, "write destination")?;
+        for (d, &r) in dst.chunks_exact_mut(row_len.max(1)).zip(rows) {
+            let s = src
+                .get(r * row_len..(r + 1) * row_len)
+                .ok_or_else(|| Error::InvalidArgument(format!("row {r} is outside the source")))?;
+            d.copy_from_slice(s);
+        }
+        Ok(())
+    }
+
+    fn dense(
+        &self,
+        x: BufRef<'_, Vec<f32>>,
+        w: BufRef<'_, Vec<f32>>,
+        bias: Option<&Vec<f32>>,
+        act: Activation,
+        y: BufMut<'_, Vec<f32>>,
+    ) -> Result<()> {
+        let bias = bias.map(|b| prefix(b, w.cols, "bias")).transpose()?;
+        Cpu::dense(self, mat(x), mat(w), bias, act, mat_mut(y))
+    }
+
+    fn dense_train(
+        &self,
+        x: BufRef<'_, Vec<f32>>,
+        w: BufRef<'_, Vec<f32>>,
+        bias: Option<&Vec<f32>>,
+        act: Activation,
+        z: BufMut<'_, Vec<f32>>,
+        y: BufMut<'_, Vec<f32>>,
+    ) -> Result<()> {
+        let bias = bias.map(|b| prefix(b, w.cols, "bias")).transpose()?;
+        Cpu::dense_train(self, mat(x), mat(w), bias, act, mat_mut(z), mat_mut(y))
+    }
+
+    fn gemm(
+        &self,
+        alpha: f32,
+        a: BufRef<'_, Vec<f32>>,
+        b: BufRef<'_, Vec<f32>>,
+        beta: f32,
+        c: BufMut<'_, Vec<f32>>,
+    ) -> Result<()> {
+        Cpu::gemm(self, alpha, mat(a), mat(b), beta, mat_mut(c))
+    }
+
+    fn gemm_act_grad(
+        &self,
+        a: BufRef<'_, Vec<f32>>,
+        b: BufRef<'_, Vec<f32>>,
+        z: BufRef<'_, Vec<f32>>,
+        act: Activation,
+        c: BufMut<'_, Vec<f32>>,
+    ) -> Result<()> {
+        Cpu::gemm_act_grad(self, mat(a), mat(b), mat(z), act, mat_mut(c))
+    }
+
+    fn col_sums(&self, a: BufRef<'_, Vec<f32>>, out: &mut Vec<f32>) -> Result<()> {
+        let a = mat(a);
+        a.validate("a", a.rows(), a.cols())?;
+        let out = prefix_mut(out, a.cols(), "column sums")?;
+        out.fill(0.0);
+        for i in 0..a.rows() {
+            if a.col_stride() == 1 {
+                let row = &a.data()[i * a.row_stride()..][..a.cols()];
+                out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+            } else {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o += a.at(i, j);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        opt: &Optimizer,
+        step: u64,
+        len: usize,
+        param: &mut Vec<f32>,
+        grad: &Vec<f32>,
+        slots: &mut [Vec<f32>],
+    ) -> Result<()> {
+        let param = prefix_mut(param, len, "parameter")?;
+        let grad = prefix(grad, len, "gradient")?;
+        opt.update(step, param, grad, slots)
+    }
+
+    fn act_grad(
+        &self,
+        z: BufRef<'_, Vec<f32>>,
+        y: BufRef<'_, Vec<f32>>,
+        act: Activation,
+        dy: BufRef<'_, Vec<f32>>,
+        dz: BufMut<'_, Vec<f32>>,
+    ) -> Result<()> {
+        act_grad(mat(z), mat(y), act, mat(dy), mat_mut(dz))
+    }
+
+    fn loss(
+        &self,
+        loss: &Loss,
+        act: Activation,
+        z: BufRef<'_, Vec<f32>>,
+        y: BufRef<'_, Vec<f32>>,
+        targets: BufRef<'_, Vec<f32>>,
+        dz: Option<BufMut<'_, Vec<f32>>>,
+    ) -> Result<BatchStats> {
+        loss.compute(act, mat(z), mat(y), mat(targets), dz.map(mat_mut))
+    }
+
+    fn regularize(
+        &self,
+        reg: &Regularizer,
+        len: usize,
+        param: &Vec<f32>,
+        grad: Option<&mut Vec<f32>>,
+    ) -> Result<f64> {
+        let p = prefix(param, len, "parameter")?;
+        Ok(match grad {
+            Some(g) => reg.penalty_and_grad(p, prefix_mut(g, len, "gradient")?),
+            None => reg.penalty(p),
+        })
+    }
+
+    fn constrain(
+        &self,
+        c: &Constraint,
+        rows: usize,
+        cols: usize,
+        param: &mut Vec<f32>,
+    ) -> Result<()> {
+        c.apply(prefix_mut(param, rows * cols, "parameter")?, rows, cols)
+    }
+}

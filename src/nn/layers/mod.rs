@@ -1,0 +1,27 @@
+//! Layer configurations (what `Sequential::add` takes) and the built layers inside a model.
+
+pub mod dense;
+pub mod flatten;
+
+pub use dense::Dense;
+pub use flatten::Flatten;
+
+/// A layer configuration to add to a [`Sequential`](super::Sequential) model.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum LayerConfig {
+    Dense(Dense),
+    Flatten(Flatten),
+}
+
+impl From<Dense> for LayerConfig {
+    fn from(d: Dense) -> Self {
+        LayerConfig::Dense(d)
+    }
+}
+
+impl From<Flatten> for LayerConfig {
+    fn from(f: Flatten) -> Self {
+        LayerConfig::Flatten(f)
+    }
+}

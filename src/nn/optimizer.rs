@@ -1,0 +1,314 @@
+//! Optimizers with Keras 3 update rules and defaults.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Stochastic gradient descent, optionally with (Nesterov) momentum.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub learning_rate: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+}
+
+/// Adam. As in Keras 3, ε is added to the *uncorrected* `√v` and the bias correction is folded
+/// into the step size: `α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ)`, `p −= α·m/(√v + ε)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub learning_rate: f32,
+    pub beta_1: f32,
+    pub beta_2: f32,
+    pub epsilon: f32,
+}
+
+/// RMSprop (Keras 3: ε inside the square root, optional momentum and centering).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsProp {
+    pub learning_rate: f32,
+    pub rho: f32,
+    pub momentum: f32,
+    pub epsilon: f32,
+    pub centered: bool,
+}
+
+impl Default for Sgd {
+    /// Keras: lr 0.01, no momentum.
+    fn default() -> Self {
+        Self {
+            learning_rate: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+        }
+    }
+}
+
+impl Default for Adam {
+    /// Keras: lr 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7.
+    fn default() -> Self {
+        Self {
+            learning_rate: 0.001,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+        }
+    }
+}
+
+impl Default for RmsProp {
+    /// Keras: lr 0.001, ρ 0.9, no momentum, ε 1e-7, not centered.
+    fn default() -> Self {
+        Self {
+            learning_rate: 0.001,
+            rho: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-7,
+            centered: false,
+        }
+    }
+}
+
+/// One of the optimizers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Optimizer {
+    Sgd(Sgd),
+    Adam(Adam),
+    RmsProp(RmsProp),
+}
+
+impl From<Sgd> for Optimizer {
+    fn from(o: Sgd) -> Self {
+        Optimizer::Sgd(o)
+    }
+}
+impl From<Adam> for Optimizer {
+    fn from(o: Adam) -> Self {
+        Optimizer::Adam(o)
+    }
+}
+impl From<RmsProp> for Optimizer {
+    fn from(o: RmsProp) -> Self {
+        Optimizer::RmsProp(o)
+    }
+}
+
+impl Optimizer {
+    /// The Keras name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Optimizer::Sgd(_) => "sgd",
+            Optimizer::Adam(_) => "adam",
+            Optimizer::RmsProp(_) => "rmsprop",
+        }
+    }
+
+    /// The learning rate.
+    pub fn learning_rate(&self) -> f32 {
+        match self {
+            Optimizer::Sgd(o) => o.learning_rate,
+            Optimizer::Adam(o) => o.learning_rate,
+            Optimizer::RmsProp(o) => o.learning_rate,
+        }
+    }
+
+    /// The same optimizer with another learning rate.
+    pub fn with_learning_rate(mut self, lr: f32) -> Self {
+        match &mut self {
+            Optimizer::Sgd(o) => o.learning_rate = lr,
+            Optimizer::Adam(o) => o.learning_rate = lr,
+            Optimizer::RmsProp(o) => o.learning_rate = lr,
+        }
+        self
+    }
+
+    /// Rejects hyper-parameters outside their domain (negative or NaN rates, β ∉ [0, 1), …).
+    pub fn validate(&self) -> Result<()> {
+        let ok = |name: &str, v: f32, good: bool| {
+            if good && v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument(format!(
+                    "{}: {name} = {v} is out of range",
+                    self.name()
+                )))
+            }
+        };
+        let unit = |v: f32| (0.0..1.0).contains(&v);
+        ok(
+            "learning_rate",
+            self.learning_rate(),
+            self.learning_rate() >= 0.0,
+        )?;
+        match self {
+            Optimizer::Sgd(o) => ok("momentum", o.momentum, unit(o.momentum)),
+            Optimizer::Adam(o) => {
+                ok("beta_1", o.beta_1, unit(o.beta_1))?;
+                ok("beta_2", o.beta_2, unit(o.beta_2))?;
+                ok("epsilon", o.epsilon, o.epsilon >= 0.0)
+            }
+            Optimizer::RmsProp(o) => {
+                ok("rho", o.rho, unit(o.rho))?;
+                ok("momentum", o.momentum, unit(o.momentum))?;
+                ok("epsilon", o.epsilon, o.epsilon >= 0.0)
+            }
+        }
+    }
+
+    /// State vectors kept per parameter (each as long as the parameter).
+    pub fn slots(&self) -> usize {
+        match self {
+            Optimizer::Sgd(o) => usize::from(o.momentum != 0.0),
+            Optimizer::Adam(_) => 2,
+            Optimizer::RmsProp(o) => 1 + usize::from(o.momentum != 0.0) + usize::from(o.centered),
+        }
+    }
+
+    /// One update of `param` by `grad` at `step` (counting from 1), with `slots()` state vectors.
+    pub fn update(
+        &self,
+        step: u64,
+        param: &mut [f32],
+        grad: &[f32],
+        slots: &mut [Vec<f32>],
+    ) -> Result<()> {
+        let n = param.len();
+        if grad.len() != n || slots.len() != self.slots() || slots.iter().any(|s| s.len() < n) {
+            return Err(Error::InvalidArgument(format!(
+                "{} update: {n} parameters, {} gradients, {} state vectors (expected {})",
+                self.name(),
+                grad.len(),
+                slots.len(),
+                self.slots()
+            )));
+        }
+        match *self {
+            Optimizer::Sgd(Sgd {
+                learning_rate: lr,
+                momentum,
+                nesterov,
+            }) => {
+                if let [m] = slots {
+                    // m = μ·m − lr·g; p += m, or p += μ·m − lr·g with Nesterov.
+                    for ((p, &g), m) in param.iter_mut().zip(grad).zip(m.iter_mut()) {
+                        *m = momentum * *m - lr * g;
+                        *p += if nesterov { momentum * *m - lr * g } else { *m };
+                    }
+                } else {
+                    for (p, &g) in param.iter_mut().zip(grad) {
+                        *p -= lr * g;
+                    }
+                }
+            }
+            Optimizer::Adam(Adam {
+                learning_rate,
+                beta_1,
+                beta_2,
+                epsilon,
+            }) => {
+                let t = step.max(1) as i32;
+                let alpha = f64::from(learning_rate) * (1.0 - f64::from(beta_2).powi(t)).sqrt()
+                    / (1.0 - f64::from(beta_1).powi(t));
+                let alpha = alpha as f32;
+                let [m, v] = slots else {
+                    unreachable!("slot count checked above")
+                };
+                let step = AdamStep {
+                    alpha,
+                    b1: 1.0 - beta_1,
+                    b2: 1.0 - beta_2,
+                    epsilon,
+                };
+                #[cfg(target_arch = "x86_64")]
+                if crate::cpu::Kernel::Avx2Fma.is_available() {
+                    // SAFETY: AVX2 and FMA were detected on this CPU just above.
+                    unsafe { step.run_avx2(param, grad, m, v) };
+                    return Ok(());
+                }
+                step.run(param, grad, m, v);
+            }
+            Optimizer::RmsProp(RmsProp {
+                learning_rate: lr,
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            }) => {
+                let (vel, rest) = slots.split_first_mut().expect("at least one slot");
+                let (mut mom, rest) = if momentum != 0.0 {
+                    let (m, r) = rest.split_first_mut().expect("momentum slot");
+                    (Some(m), r)
+                } else {
+                    (None, rest)
+                };
+                let mut avg = if centered { rest.first_mut() } else { None };
+                for i in 0..n {
+                    let g = grad[i];
+                    vel[i] = rho * vel[i] + (1.0 - rho) * g * g;
+                    let mut denom = vel[i];
+                    if let Some(a) = avg.as_mut() {
+                        a[i] = rho * a[i] + (1.0 - rho) * g;
+                        denom -= a[i] * a[i];
+                    }
+                    let inc = lr * g / (denom + epsilon).sqrt();
+                    match &mut mom {
+                        Some(m) => {
+                            m[i] = momentum * m[i] + inc;
+                            param[i] -= m[i];
+                        }
+                        None => param[i] -= inc,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One Adam step's constants; the loop is memory-bound, so it is worth 8-wide registers.
+struct AdamStep {
+    alpha: f32,
+    b1: f32,
+    b2: f32,
+    epsilon: f32,
+}
+
+impl AdamStep {
+    #[inline(always)]
+    fn run(&self, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m).zip(v) {
+            *m += (g - *m) * self.b1;
+            *v += (g * g - *v) * self.b2;
+            *p -= self.alpha * *m / (v.sqrt() + self.epsilon);
+        }
+    }
+
+    /// The same loop compiled for AVX2 (no FMA contraction: results match `run` bit for bit).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2(&self, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.run(param, grad, m, v)
+    }
+}
+
+impl fmt::Display for Optimizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Optimizer {
+    type Err = Error;
+    /// `sgd`, `adam`, `rmsprop` with Keras defaults.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sgd" => Ok(Sgd::default().into()),
+            "adam" => Ok(Adam::default().into()),
+            "rmsprop" => Ok(RmsProp::default().into()),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown optimizer {s:?} (sgd, adam, rmsprop)"
+            ))),
+        }
+    }
+}
