@@ -1,6 +1,6 @@
 //! Trains the classic MNIST classifier: Flatten(28×28) → Dense(128, relu) → Dense(10, softmax)
 //! with Adam and sparse categorical cross-entropy, like the Keras tutorial, on the fused CPU
-//! kernels. Prints the summary, Keras-style progress, per-epoch time and throughput, the test
+//! kernels or (`--backend gpu`) the WGSL kernels with the whole training step on the device. Prints the summary, Keras-style progress, per-epoch time and throughput, the test
 //! accuracy and a confusion matrix; saves the weights and SVG plots.
 //!
 //! `cargo run --release --example mnist -- --help` lists the flags.
@@ -12,7 +12,8 @@ use clap::Parser;
 use densecore::cpu::Cpu;
 use densecore::data::mnist::{self, Mnist};
 use densecore::nn::{
-    Dense, FitOptions, Flatten, History, Metric, Optimizer, Sequential, Verbose, confusion_matrix,
+    Backend, Dense, FitOptions, Flatten, History, Metric, Optimizer, Sequential, Verbose,
+    confusion_matrix,
 };
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -50,6 +51,12 @@ struct Args {
     /// No progress bars (one line per epoch).
     #[arg(long)]
     quiet: bool,
+    /// cpu, or gpu (wgpu: Vulkan, Metal or DX12; lavapipe on a machine without a GPU).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Train on the first N training images only (e.g. to time a slow adapter).
+    #[arg(long)]
+    train_samples: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -63,11 +70,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let mut cpu = Cpu::from_env()?;
-    if std::env::var_os("DENSECORE_THREADS").is_none() || args.threads.is_some() {
-        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cpu = cpu.with_threads(args.threads.unwrap_or(all))?;
-    }
     let data = Mnist::load(&args.data_dir)?;
     println!(
         "MNIST from {}: {} training, {} test images",
@@ -75,9 +77,30 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         data.train_images.shape()[0],
         data.test_images.shape()[0]
     );
-    println!("backend: cpu {}, {} threads", cpu.kernel(), cpu.threads());
+    match args.backend.as_str() {
+        "cpu" => {
+            let mut cpu = Cpu::from_env()?;
+            if std::env::var_os("DENSECORE_THREADS").is_none() || args.threads.is_some() {
+                let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+                cpu = cpu.with_threads(args.threads.unwrap_or(all))?;
+            }
+            train(cpu, &args, &data)
+        }
+        #[cfg(feature = "gpu")]
+        "gpu" => train(densecore::nn::GpuBackend::new()?, &args, &data),
+        #[cfg(not(feature = "gpu"))]
+        "gpu" => Err("this build has no GPU backend (build with the `gpu` feature)".into()),
+        other => Err(format!("unknown backend {other:?} (cpu or gpu)").into()),
+    }
+}
 
-    let mut model = Sequential::with_backend(cpu, &[28, 28]).seed(args.seed);
+fn train<B: Backend>(
+    backend: B,
+    args: &Args,
+    data: &Mnist,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!("backend: {}", backend.describe());
+    let mut model = Sequential::with_backend(backend, &[28, 28]).seed(args.seed);
     model.add(Flatten::new())?;
     model.add(Dense::new(128).activation("relu"))?;
     model.add(Dense::new(10).activation("softmax"))?;
@@ -92,9 +115,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     print!("{}", model.summary());
 
+    let n = data.train_images.shape()[0];
+    let n = args.train_samples.map_or(n, |t| t.min(n));
     let history = model.fit(
-        &data.train_images,
-        &data.train_labels,
+        data.train_images.slice(0..n)?,
+        data.train_labels.slice(0..n)?,
         &FitOptions {
             epochs: args.epochs,
             batch_size: args.batch_size,

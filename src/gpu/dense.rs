@@ -10,10 +10,11 @@ use std::sync::{Mutex, PoisonError};
 
 use wgpu::util::DeviceExt;
 
-use super::Gpu;
 use super::context::{AdapterClass, Context};
 use super::matrix::{GpuMatrix, GpuRef};
 use super::shader::{Body, GemmShader, softmax_rows_source};
+use super::train::{TRAIN_BINDINGS, TrainKernel};
+use super::{Gpu, Pending};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 
@@ -168,6 +169,7 @@ impl Tiles {
 enum PipelineKey {
     Gemm(GemmShader),
     SoftmaxRows { log: bool },
+    Train(TrainKernel),
 }
 
 /// `Params` in `shaders/gemm_common.wgsl` (padded to 32 bytes).
@@ -198,6 +200,12 @@ pub(crate) struct Kernels {
     gemm_pipeline_layout: wgpu::PipelineLayout,
     rows_layout: wgpu::BindGroupLayout,
     rows_pipeline_layout: wgpu::PipelineLayout,
+    /// The training kernels (`shaders/train_*.wgsl`): params, then read-write storage buffers.
+    train_layout: wgpu::BindGroupLayout,
+    train_pipeline_layout: wgpu::PipelineLayout,
+    /// Bound where a training kernel uses fewer buffers (one each: written bindings must not
+    /// share a buffer).
+    train_placeholders: [wgpu::Buffer; TRAIN_BINDINGS],
     /// Bound where an operation has no bias or no gate.
     placeholder: wgpu::Buffer,
     /// Bound where an operation stores no Z (a written binding must not share a buffer).
@@ -252,6 +260,13 @@ impl Kernels {
                 label: Some("softmax_rows"),
                 entries: &[uniform_entry(0), storage_entry(1, false)],
             });
+            let train_entries: Vec<_> = std::iter::once(uniform_entry(0))
+                .chain((1..=TRAIN_BINDINGS as u32).map(|b| storage_entry(b, false)))
+                .collect();
+            let train_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("train"),
+                entries: &train_entries,
+            });
             let placeholder = |label| {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(label),
@@ -271,8 +286,11 @@ impl Kernels {
                 tiles: Tiles::for_adapter(ctx.adapter().class, ctx.limits()),
                 gemm_pipeline_layout: pipeline_layout(&gemm_layout),
                 rows_pipeline_layout: pipeline_layout(&rows_layout),
+                train_pipeline_layout: pipeline_layout(&train_layout),
                 gemm_layout,
                 rows_layout,
+                train_layout,
+                train_placeholders: std::array::from_fn(|_| placeholder("train placeholder")),
                 placeholder: placeholder("placeholder"),
                 placeholder_out: placeholder("placeholder_out"),
                 cache: Mutex::new(HashMap::new()),
@@ -296,6 +314,7 @@ impl Kernels {
                     PipelineKey::SoftmaxRows { log } => {
                         (softmax_rows_source(log), &self.rows_pipeline_layout)
                     }
+                    PipelineKey::Train(kernel) => (kernel.source(), &self.train_pipeline_layout),
                 };
                 let module = ctx
                     .device()
@@ -318,7 +337,7 @@ impl Kernels {
 }
 
 /// One compute dispatch, ready to record.
-struct Dispatch {
+pub(crate) struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: (u32, u32, u32),
@@ -588,13 +607,59 @@ impl Gpu {
         })
     }
 
-    /// Records the dispatches, one compute pass each (timed when a timer runs), and submits.
+    /// A training kernel's dispatch: `params` (32 bytes) and up to [`TRAIN_BINDINGS`] buffers
+    /// in binding order, placeholders for the missing ones.
+    pub(crate) fn train_dispatch(
+        &self,
+        kernel: TrainKernel,
+        params: &[u32; 8],
+        buffers: &[Option<&wgpu::Buffer>],
+        groups: u32,
+    ) -> Result<()> {
+        let ctx = &self.ctx;
+        let device = ctx.device();
+        ctx.scoped(|| {
+            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("train params"),
+                contents: bytemuck::cast_slice(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let storage = (0..TRAIN_BINDINGS).map(|i| {
+                buffers
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(&self.kernels.train_placeholders[i])
+            });
+            let entries: Vec<_> = std::iter::once(entry(0, &params))
+                .chain(storage.enumerate().map(|(i, b)| entry(i as u32 + 1, b)))
+                .collect();
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &self.kernels.train_layout,
+                entries: &entries,
+            });
+            let dispatch = Dispatch {
+                pipeline: self.kernels.pipeline(ctx, PipelineKey::Train(kernel)),
+                bind_group,
+                groups: (groups, 1, 1),
+            };
+            self.submit(dispatch, None);
+        })
+    }
+
+    /// Records the dispatches, one compute pass each (timed when a timer runs), and submits
+    /// them, or with [`Gpu::batched`] adds them to the pending command buffer.
     fn submit(&self, first: Dispatch, second: Option<Dispatch>) {
-        let mut encoder = self
-            .ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let (encoder, passes) = &mut *pending;
+        let encoder = encoder.get_or_insert_with(|| {
+            self.ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
+        });
         for d in std::iter::once(first).chain(second) {
+            *passes += 1;
             let timestamps = self.next_timestamps();
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
@@ -610,7 +675,17 @@ impl Gpu {
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
         }
-        self.ctx.queue().submit([encoder.finish()]);
+        if self.batch_passes.is_none_or(|limit| *passes >= limit) {
+            Self::submit_pending(&self.ctx, &mut pending);
+        }
+    }
+
+    /// Submits the pending command buffer, if any.
+    pub(crate) fn submit_pending(ctx: &Context, pending: &mut Pending) {
+        if let Some(encoder) = pending.0.take() {
+            ctx.queue().submit([encoder.finish()]);
+        }
+        pending.1 = 0;
     }
 }
 

@@ -108,6 +108,60 @@ impl GpuMatrix {
         })
     }
 
+    /// The same buffer seen as `rows × cols` (at most as many elements): the nn backend keeps
+    /// flat buffers and views their leading part as each operation needs.
+    pub(crate) fn alias(&self, rows: usize, cols: usize) -> Result<Self> {
+        let len = self.rows * self.cols;
+        if rows.checked_mul(cols).is_none_or(|n| n > len) {
+            return Err(Error::BufferTooShort {
+                operand: "device buffer",
+                needed: rows.saturating_mul(cols),
+                len,
+            });
+        }
+        Ok(Self {
+            buffer: self.buffer.clone(),
+            rows,
+            cols,
+        })
+    }
+
+    /// Overwrites the first values of the (flat) buffer with `data`.
+    pub(crate) fn write_prefix(&self, ctx: &Context, data: &[u8]) -> Result<()> {
+        let len = self.rows * self.cols * size_of::<f32>();
+        if data.len() > len {
+            return Err(Error::BufferTooShort {
+                operand: "write destination",
+                needed: data.len() / size_of::<f32>(),
+                len: len / size_of::<f32>(),
+            });
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        ctx.scoped(|| ctx.queue().write_buffer(&self.buffer, 0, data))
+    }
+
+    /// The first `out.len()` values of the (flat) buffer, after the kernels that write them.
+    pub(crate) fn read_prefix(&self, ctx: &Context, out: &mut [f32]) -> Result<()> {
+        let len = self.rows * self.cols;
+        if out.len() > len {
+            return Err(Error::BufferTooShort {
+                operand: "read source",
+                needed: out.len(),
+                len,
+            });
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let bytes = ctx.read_buffer(&self.buffer, size_of_val(out) as u64)?;
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
+
     /// Copies the matrix into `out` (any strides), waiting for the kernels that write it.
     pub(crate) fn download(&self, ctx: &Context, mut out: MatMut<'_>) -> Result<()> {
         out.validate_output("out", self.rows, self.cols)?;

@@ -25,6 +25,7 @@ mod context;
 mod dense;
 mod matrix;
 mod shader;
+pub(crate) mod train;
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -56,7 +57,14 @@ pub struct Gpu {
     forced: Option<GemmKernel>,
     /// While [`Gpu::device_time`] runs: the query set and the next free query.
     timer: Mutex<Option<(wgpu::QuerySet, u32)>>,
+    /// Recorded work not yet submitted ([`Gpu::batched`]).
+    pending: Mutex<Pending>,
+    /// Compute passes per submission; `None` submits each operation at once.
+    batch_passes: Option<usize>,
 }
+
+/// The command buffer being recorded and the compute passes in it.
+type Pending = (Option<wgpu::CommandEncoder>, usize);
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +89,8 @@ impl Gpu {
             kernels,
             forced: None,
             timer: Mutex::new(None),
+            pending: Mutex::new((None, 0)),
+            batch_passes: None,
         })
     }
 
@@ -98,6 +108,21 @@ impl Gpu {
     pub fn with_kernel(mut self, kernel: GemmKernel) -> Self {
         self.forced = Some(kernel);
         self
+    }
+
+    /// Records up to `passes` kernels (several training steps) into one command buffer before
+    /// submitting it, instead of one submission per operation: fewer submissions while the
+    /// host records the next steps. Reads, writes and [`Gpu::synchronize`] submit what is
+    /// pending first, so results are the same.
+    pub fn batched(mut self, passes: usize) -> Self {
+        self.batch_passes = Some(passes.max(1));
+        self
+    }
+
+    /// Submits the recorded work that [`Gpu::batched`] holds back.
+    pub fn flush(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::submit_pending(&self.ctx, &mut pending);
     }
 
     /// Uses the tile shapes (and default variants) tuned for `class` instead of the adapter's
@@ -129,23 +154,27 @@ impl Gpu {
 
     /// Overwrites `dst` with `src` (same shape), e.g. the next batch of inputs.
     pub fn write(&self, dst: &mut GpuMatrix, src: MatRef<'_>) -> Result<()> {
+        // The queue writes before the next submission: recorded work that reads `dst` first.
+        self.flush();
         dst.write(&self.ctx, "src", src)
     }
 
     /// Copies `m` into `out` (any strides), after the work that writes it has run.
     pub fn download(&self, m: &GpuMatrix, out: MatMut<'_>) -> Result<()> {
+        self.flush();
         m.download(&self.ctx, out)
     }
 
     /// `m` as a row-major vector.
     pub fn to_vec(&self, m: &GpuMatrix) -> Result<Vec<f32>> {
         let mut v = vec![0.0; m.rows() * m.cols()];
-        m.download(&self.ctx, MatMut::row_major(&mut v, m.rows(), m.cols()))?;
+        self.download(m, MatMut::row_major(&mut v, m.rows(), m.cols()))?;
         Ok(v)
     }
 
     /// Blocks until every submitted kernel has finished.
     pub fn synchronize(&self) -> Result<()> {
+        self.flush();
         self.ctx.wait()
     }
 
@@ -169,6 +198,7 @@ impl Gpu {
         })?;
         *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some((set.clone(), 0));
         let ran = f(self);
+        self.flush();
         let used = self
             .timer
             .lock()
@@ -245,7 +275,7 @@ impl Gpu {
         };
         let mut out = GpuMatrix::zeros(&self.ctx, "y", m, n)?;
         self.dense(x.view(), w.view(), bias.as_ref(), act, &mut out)?;
-        out.download(&self.ctx, y)
+        self.download(&out, y)
     }
 
     /// [`crate::cpu::Cpu::gemm`] on the GPU: `c = alpha·a·b + beta·c` through device copies.
@@ -267,7 +297,7 @@ impl Gpu {
             GpuMatrix::upload(&self.ctx, "c", c.as_ref())?
         };
         self.gemm(alpha, a.view(), b.view(), beta, &mut out)?;
-        out.download(&self.ctx, c)
+        self.download(&out, c)
     }
 }
 

@@ -147,6 +147,43 @@ pub trait Backend: Clone + fmt::Debug {
         self.write(dst, staging)
     }
 
+    /// Copies a training set (row-major rows) onto the backend for `fit`, when the backend
+    /// gathers its minibatches itself ([`Backend::gather_rows`]); `None` (the default) leaves it
+    /// on the host and each step copies its rows in with [`Backend::write_rows`].
+    fn upload_dataset(&self, data: &[f32]) -> Result<Option<Self::Buffer>> {
+        let _ = data;
+        Ok(None)
+    }
+
+    /// Writes an epoch's sample order, in the form [`Backend::gather_rows`] reads, into a buffer
+    /// of at least `order.len()` values. Only for backends whose `upload_dataset` keeps data.
+    fn write_indices(&self, dst: &mut Self::Buffer, order: &[usize]) -> Result<()> {
+        let _ = (dst, order);
+        Err(unsupported(self, "write_indices"))
+    }
+
+    /// `dst` row r = `src` row `order[first + r]` for r in `0..rows` (rows of `row_len`): a
+    /// shuffled minibatch gathered where the data lives. Only for backends whose
+    /// `upload_dataset` keeps data.
+    fn gather_rows(
+        &self,
+        dst: &mut Self::Buffer,
+        src: &Self::Buffer,
+        row_len: usize,
+        order: &Self::Buffer,
+        first: usize,
+        rows: usize,
+    ) -> Result<()> {
+        let _ = (dst, src, row_len, order, first, rows);
+        Err(unsupported(self, "gather_rows"))
+    }
+
+    /// Training steps `fit` runs between reads of the running loss and accuracy: 1 reads
+    /// after every step; a device backend reads every few steps so steps do not wait on it.
+    fn stats_interval(&self) -> usize {
+        1
+    }
+
     /// `y = act(x·w + bias)` (inference).
     fn dense(
         &self,
@@ -202,23 +239,7 @@ pub trait Backend: Clone + fmt::Debug {
         grad: &Self::Buffer,
         slots: &mut [Self::Buffer],
     ) -> Result<()> {
-        let mut p = vec![0.0; len];
-        let mut g = vec![0.0; len];
-        self.read(param, &mut p)?;
-        self.read(grad, &mut g)?;
-        let mut s = slots
-            .iter()
-            .map(|b| {
-                let mut v = vec![0.0; len];
-                self.read(b, &mut v).map(|_| v)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        opt.update(step, &mut p, &g, &mut s)?;
-        self.write(param, &p)?;
-        for (b, v) in slots.iter_mut().zip(&s) {
-            self.write(b, v)?;
-        }
-        Ok(())
+        update_on_host(self, opt, step, len, param, grad, slots)
     }
 
     /// `dz = dy · ∂act/∂z` for any activation, row-wise ones included.
@@ -246,18 +267,28 @@ pub trait Backend: Clone + fmt::Debug {
         targets: BufRef<'_, Self::Buffer>,
         dz: Option<BufMut<'_, Self::Buffer>>,
     ) -> Result<BatchStats> {
-        let (z, y, t) = (host(self, z)?, host(self, y)?, host(self, targets)?);
-        match dz {
-            None => loss.compute(act, z.mat(), y.mat(), t.mat(), None),
-            Some(dz) => {
-                let mut stats = None;
-                through_host(self, dz, |dz| {
-                    stats = Some(loss.compute(act, z.mat(), y.mat(), t.mat(), Some(dz))?);
-                    Ok(())
-                })?;
-                Ok(stats.expect("set by the closure"))
-            }
-        }
+        host_loss(self, loss, act, z, y, targets, dz)
+    }
+
+    /// [`Backend::loss`] that adds the batch into running sums kept on the backend instead of
+    /// returning it, so nothing waits for the result: `acc[0]` += mean loss · `samples`,
+    /// `acc[1]` += correct, `acc[2]` += total, and `acc[3]` = `step` if the loss is not finite
+    /// and `acc[3]` is still 0 (the first bad step). `acc` holds at least 4 values.
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate_loss(
+        &self,
+        loss: &Loss,
+        act: Activation,
+        z: BufRef<'_, Self::Buffer>,
+        y: BufRef<'_, Self::Buffer>,
+        targets: BufRef<'_, Self::Buffer>,
+        dz: Option<BufMut<'_, Self::Buffer>>,
+        samples: usize,
+        step: usize,
+        acc: &mut Self::Buffer,
+    ) -> Result<()> {
+        let stats = self.loss(loss, act, z, y, targets, dz)?;
+        accumulate_on_host(self, &stats, samples, step, acc)
     }
 
     /// The penalty of the first `len` values of `param`, adding its gradient into `grad`.
@@ -293,6 +324,86 @@ pub trait Backend: Clone + fmt::Debug {
         c.apply(&mut p, rows, cols)?;
         self.write(param, &p)
     }
+}
+
+fn unsupported<B: Backend>(b: &B, op: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "{op}: backend {} keeps training data on the host",
+        b.describe()
+    ))
+}
+
+/// The default [`Backend::loss`]: [`Loss::compute`] on host copies.
+pub(crate) fn host_loss<B: Backend>(
+    b: &B,
+    loss: &Loss,
+    act: Activation,
+    z: BufRef<'_, B::Buffer>,
+    y: BufRef<'_, B::Buffer>,
+    targets: BufRef<'_, B::Buffer>,
+    dz: Option<BufMut<'_, B::Buffer>>,
+) -> Result<BatchStats> {
+    let (z, y, t) = (host(b, z)?, host(b, y)?, host(b, targets)?);
+    match dz {
+        None => loss.compute(act, z.mat(), y.mat(), t.mat(), None),
+        Some(dz) => {
+            let mut stats = None;
+            through_host(b, dz, |dz| {
+                stats = Some(loss.compute(act, z.mat(), y.mat(), t.mat(), Some(dz))?);
+                Ok(())
+            })?;
+            Ok(stats.expect("set by the closure"))
+        }
+    }
+}
+
+/// The default [`Backend::update`]: the optimizer on host copies.
+pub(crate) fn update_on_host<B: Backend>(
+    b: &B,
+    opt: &Optimizer,
+    step: u64,
+    len: usize,
+    param: &mut B::Buffer,
+    grad: &B::Buffer,
+    slots: &mut [B::Buffer],
+) -> Result<()> {
+    let mut p = vec![0.0; len];
+    let mut g = vec![0.0; len];
+    b.read(param, &mut p)?;
+    b.read(grad, &mut g)?;
+    let mut s = slots
+        .iter()
+        .map(|buf| {
+            let mut v = vec![0.0; len];
+            b.read(buf, &mut v).map(|_| v)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    opt.update(step, &mut p, &g, &mut s)?;
+    b.write(param, &p)?;
+    for (buf, v) in slots.iter_mut().zip(&s) {
+        b.write(buf, v)?;
+    }
+    Ok(())
+}
+
+/// The default [`Backend::accumulate_loss`] after the loss: adds `stats` into `acc` through the
+/// host.
+pub(crate) fn accumulate_on_host<B: Backend>(
+    b: &B,
+    stats: &BatchStats,
+    samples: usize,
+    step: usize,
+    acc: &mut B::Buffer,
+) -> Result<()> {
+    let mut sums = [0.0f32; 4];
+    b.read(acc, &mut sums)?;
+    sums[0] += (stats.loss * samples as f64) as f32;
+    sums[1] += stats.correct as f32;
+    sums[2] += stats.total as f32;
+    if !stats.loss.is_finite() && sums[3] == 0.0 {
+        sums[3] = step as f32;
+    }
+    b.write(acc, &sums)
 }
 
 /// A host copy of a view (for the default implementations).

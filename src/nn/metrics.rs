@@ -2,7 +2,6 @@
 
 use std::str::FromStr;
 
-use super::loss::BatchStats;
 use crate::error::{Error, Result};
 
 /// A metric to report besides the loss.
@@ -45,12 +44,13 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Adds a batch of `samples` samples whose mean loss (penalties included) is `loss`.
-    pub fn add(&mut self, stats: &BatchStats, loss: f64, samples: usize) {
-        self.loss_sum += loss * samples as f64;
+    /// Adds steps read back as sums: loss · samples (penalties included) over `samples`
+    /// samples, correct and total predictions.
+    pub fn add_sums(&mut self, loss_sum: f64, samples: usize, correct: f64, total: f64) {
+        self.loss_sum += loss_sum;
         self.samples += samples as f64;
-        self.correct += stats.correct;
-        self.total += stats.total;
+        self.correct += correct;
+        self.total += total;
     }
 
     pub fn loss(&self) -> f64 {
@@ -113,13 +113,9 @@ mod tests {
     #[test]
     fn running_means_weight_by_samples() {
         let mut r = Running::default();
-        let s = |c| BatchStats {
-            loss: 0.0,
-            correct: c,
-            total: 4.0,
-        };
-        r.add(&s(4.0), 1.0, 4);
-        r.add(&s(0.0), 4.0, 2);
+        // Mean losses 1 over 4 samples and 4 over 2: (4 + 8) / 6.
+        r.add_sums(4.0, 4, 4.0, 4.0);
+        r.add_sums(8.0, 2, 0.0, 4.0);
         assert!((r.loss() - 2.0).abs() < 1e-12);
         assert!((r.accuracy() - 0.5).abs() < 1e-12);
     }

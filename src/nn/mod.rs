@@ -21,6 +21,8 @@
 //! backend implements the same trait.
 
 pub mod backend;
+#[cfg(feature = "gpu")]
+mod backend_gpu;
 pub mod constraint;
 pub mod initializer;
 pub mod io;
@@ -34,6 +36,8 @@ pub mod regularizer;
 pub mod tensor;
 
 pub use backend::Backend;
+#[cfg(feature = "gpu")]
+pub use backend_gpu::GpuBackend;
 pub use constraint::Constraint;
 pub use initializer::Initializer;
 pub use layers::{Dense, Flatten, LayerConfig};

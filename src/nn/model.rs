@@ -66,6 +66,20 @@ struct Workspace<B: Backend> {
     targets: B::Buffer,
     acts: Vec<Acts<B>>,
     staging: Vec<f32>,
+    /// Running loss and accuracy sums on the backend ([`Backend::accumulate_loss`]).
+    stats: B::Buffer,
+}
+
+/// The statistics sums `fit` and `evaluate` read back from [`Workspace::stats`].
+const STATS_LEN: usize = 4;
+
+/// Where [`Sequential::output_loss_into`] puts a batch's loss and accuracy counts.
+enum Sink<'a> {
+    Return(&'a mut BatchStats),
+    /// Into the workspace's running sums on the backend, as step `step` of the epoch.
+    Accumulate {
+        step: usize,
+    },
 }
 
 struct Compiled {
@@ -591,6 +605,7 @@ impl<B: Backend> Sequential<B> {
             targets: b.alloc(batch * target_len)?,
             acts,
             staging: Vec::with_capacity(batch * input_len.max(target_len)),
+            stats: b.alloc(STATS_LEN)?,
         });
         Ok(())
     }
@@ -681,6 +696,14 @@ impl<B: Backend> Sequential<B> {
     /// The loss of the `m` samples in the workspace (after `forward`); with `grad`, also
     /// ∂loss/∂z of the last layer.
     fn output_loss(&mut self, m: usize, grad: bool) -> Result<BatchStats> {
+        let mut stats = BatchStats::default();
+        self.output_loss_into(m, grad, &mut Sink::Return(&mut stats))?;
+        Ok(stats)
+    }
+
+    /// [`Sequential::output_loss`] with the batch's numbers going to `sink`: returned, or added
+    /// to the running sums on the backend (step `step` of the epoch) without waiting.
+    fn output_loss_into(&mut self, m: usize, grad: bool, sink: &mut Sink<'_>) -> Result<()> {
         let loss = self.compiled()?.loss;
         let Self {
             backend,
@@ -689,27 +712,38 @@ impl<B: Backend> Sequential<B> {
             ws,
             ..
         } = self;
-        let ws = ws.as_mut().expect("workspace allocated");
+        let Workspace {
+            acts,
+            targets,
+            stats: acc,
+            ..
+        } = ws.as_mut().expect("workspace allocated");
         let Layer::Dense(d) = &layers[*dense.last().expect("compiled with a Dense last")] else {
             unreachable!("dense indices point at Dense layers")
         };
         let (rows, cols) = (m * d.rows_per_sample(), d.units());
-        let a = ws.acts.last_mut().expect("one Acts per Dense");
-        let t = BufRef::row_major(&ws.targets, rows, loss.target_cols(cols));
+        let a = acts.last_mut().expect("one Acts per Dense");
+        let t = BufRef::row_major(targets, rows, loss.target_cols(cols));
         let y = BufRef::row_major(&a.y, rows, cols);
         let z = BufRef::row_major(a.z.as_ref().unwrap_or(&a.y), rows, cols);
+        let mut run = |act, z, dz| match sink {
+            Sink::Return(stats) => {
+                **stats = backend.loss(&loss, act, z, y, t, dz)?;
+                Ok(())
+            }
+            Sink::Accumulate { step } => {
+                backend.accumulate_loss(&loss, act, z, y, t, dz, m, *step, &mut *acc)
+            }
+        };
         if !grad {
-            return backend.loss(&loss, d.act(), z, y, t, None);
+            return run(d.act(), z, None);
         }
         match (&d.cfg.activity_regularizer, &mut a.dy) {
             (Some(r), Some(dy)) => {
                 // ∂loss/∂y, plus the activity penalty's gradient, then through the activation.
-                let stats = backend.loss(
-                    &loss,
+                run(
                     Activation::Linear,
                     y,
-                    y,
-                    t,
                     Some(BufMut::row_major(dy, rows, cols)),
                 )?;
                 backend.regularize(r, rows * cols, &a.y, Some(dy))?;
@@ -719,17 +753,9 @@ impl<B: Backend> Sequential<B> {
                     d.act(),
                     BufRef::row_major(dy, rows, cols),
                     BufMut::row_major(&mut a.dz, rows, cols),
-                )?;
-                Ok(stats)
+                )
             }
-            _ => backend.loss(
-                &loss,
-                d.act(),
-                z,
-                y,
-                t,
-                Some(BufMut::row_major(&mut a.dz, rows, cols)),
-            ),
+            _ => run(d.act(), z, Some(BufMut::row_major(&mut a.dz, rows, cols))),
         }
     }
 
@@ -816,6 +842,39 @@ impl<B: Backend> Sequential<B> {
             d.update(&backend, &opt, step)?;
         }
         Ok(())
+    }
+
+    /// Zeroes the running sums on the backend.
+    fn reset_stats(&mut self) -> Result<()> {
+        let ws = self.ws.as_mut().expect("workspace allocated");
+        self.backend.write(&mut ws.stats, &[0.0; STATS_LEN])
+    }
+
+    /// Adds the running sums on the backend (plus `penalties`, the regularization penalties
+    /// times samples of the same `samples` samples) to `running`, and zeroes them. In training
+    /// (`epoch` given), a step whose loss was not finite is an [`Error::NonFinite`].
+    fn read_stats(
+        &mut self,
+        running: &mut Running,
+        penalties: f64,
+        samples: usize,
+        epoch: Option<usize>,
+    ) -> Result<()> {
+        let mut sums = [0.0f32; STATS_LEN];
+        let ws = self.ws.as_mut().expect("workspace allocated");
+        self.backend.read(&ws.stats, &mut sums)?;
+        if let Some(epoch) = epoch
+            && sums[3] != 0.0
+        {
+            return Err(Error::NonFinite {
+                what: "loss",
+                epoch,
+                step: sums[3] as usize,
+            });
+        }
+        let [loss, correct, total, _] = sums.map(f64::from);
+        running.add_sums(loss + penalties, samples, correct, total);
+        self.backend.write(&mut ws.stats, &[0.0; STATS_LEN])
     }
 
     /// Copies a contiguous run of samples into the workspace.
@@ -919,6 +978,15 @@ impl<B: Backend> Sequential<B> {
         let steps = n.div_ceil(batch);
         let (x_len, y_len) = (train_x.entry_len(), train_y.entry_len());
         let mut order: Vec<usize> = (0..n).collect();
+        // A device backend takes the training set once and gathers each batch itself.
+        let mut resident = match (
+            self.backend.upload_dataset(train_x.data())?,
+            self.backend.upload_dataset(train_y.data())?,
+        ) {
+            (Some(x), Some(y)) => Some((x, y, self.backend.alloc(n)?)),
+            _ => None,
+        };
+        let interval = self.backend.stats_interval().max(1);
         let mut history = History {
             samples: n,
             ..History::default()
@@ -930,21 +998,47 @@ impl<B: Backend> Sequential<B> {
             let mut progress = Progress::start(opts.verbose, epoch, opts.epochs, steps);
             let mut running = Running::default();
             let start = Instant::now();
+            if let Some((_, _, device_order)) = &mut resident {
+                self.backend.write_indices(device_order, &order)?;
+            }
+            self.reset_stats()?;
+            // Regularization penalties are host numbers: summed here, weighted by samples.
+            let (mut penalties, mut samples) = (0.0, 0);
             for (s, idx) in order.chunks(batch).enumerate() {
                 let ws = self.ws.as_mut().expect("workspace allocated");
                 let b = &self.backend;
-                b.write_rows(&mut ws.x, train_x.data(), x_len, idx, &mut ws.staging)?;
-                b.write_rows(&mut ws.targets, train_y.data(), y_len, idx, &mut ws.staging)?;
-                let (stats, loss) = self.gradients(idx.len())?;
-                if !loss.is_finite() {
+                match &resident {
+                    Some((dx, dy, device_order)) => {
+                        let (first, m) = (s * batch, idx.len());
+                        b.gather_rows(&mut ws.x, dx, x_len, device_order, first, m)?;
+                        b.gather_rows(&mut ws.targets, dy, y_len, device_order, first, m)?;
+                    }
+                    None => {
+                        b.write_rows(&mut ws.x, train_x.data(), x_len, idx, &mut ws.staging)?;
+                        b.write_rows(&mut ws.targets, train_y.data(), y_len, idx, &mut ws.staging)?;
+                    }
+                }
+                let m = idx.len();
+                let activity = self.forward(m, true)?;
+                self.output_loss_into(m, true, &mut Sink::Accumulate { step: s + 1 })?;
+                let weights = self.backward(m)?;
+                let penalty = activity + weights;
+                if !penalty.is_finite() {
                     return Err(Error::NonFinite {
                         what: "loss",
                         epoch,
                         step: s + 1,
                     });
                 }
+                penalties += penalty * m as f64;
+                samples += m;
+                // Read before this step's update, so a non-finite loss found here leaves the
+                // weights of the step before (every step where the interval is 1).
+                if (s + 1) % interval == 0 || s + 1 == steps {
+                    self.read_stats(&mut running, penalties, samples, Some(epoch))?;
+                    (penalties, samples) = (0.0, 0);
+                }
                 self.apply_update()?;
-                running.add(&stats, loss, idx.len());
                 progress.step(s + 1, || running.values(&metrics));
             }
             history.epoch_seconds.push(start.elapsed().as_secs_f64());
@@ -993,13 +1087,16 @@ impl<B: Backend> Sequential<B> {
             }
         }
         let mut running = Running::default();
-        for start in (0..x.len()).step_by(batch) {
+        let mut penalties = 0.0;
+        self.reset_stats()?;
+        for (s, start) in (0..x.len()).step_by(batch).enumerate() {
             let end = (start + batch).min(x.len());
             self.load(&x.slice(start..end)?, Some(&y.slice(start..end)?))?;
-            let activity = self.forward(end - start, false)?;
-            let stats = self.output_loss(end - start, false)?;
-            running.add(&stats, stats.loss + activity + weights_penalty, end - start);
+            penalties +=
+                (self.forward(end - start, false)? + weights_penalty) * (end - start) as f64;
+            self.output_loss_into(end - start, false, &mut Sink::Accumulate { step: s + 1 })?;
         }
+        self.read_stats(&mut running, penalties, x.len(), None)?;
         Ok(running)
     }
 

@@ -44,6 +44,16 @@ impl Default for Sgd {
     }
 }
 
+impl Adam {
+    /// `α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ)` at step `t` (from 1), computed in f64.
+    pub(crate) fn step_size(&self, step: u64) -> f32 {
+        let t = step.max(1) as i32;
+        let alpha = f64::from(self.learning_rate) * (1.0 - f64::from(self.beta_2).powi(t)).sqrt()
+            / (1.0 - f64::from(self.beta_1).powi(t));
+        alpha as f32
+    }
+}
+
 impl Default for Adam {
     /// Keras: lr 0.001, β₁ 0.9, β₂ 0.999, ε 1e-7.
     fn default() -> Self {
@@ -207,10 +217,13 @@ impl Optimizer {
                 beta_2,
                 epsilon,
             }) => {
-                let t = step.max(1) as i32;
-                let alpha = f64::from(learning_rate) * (1.0 - f64::from(beta_2).powi(t)).sqrt()
-                    / (1.0 - f64::from(beta_1).powi(t));
-                let alpha = alpha as f32;
+                let alpha = Adam {
+                    learning_rate,
+                    beta_1,
+                    beta_2,
+                    epsilon,
+                }
+                .step_size(step);
                 let [m, v] = slots else {
                     unreachable!("slot count checked above")
                 };

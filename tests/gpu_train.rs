@@ -1,0 +1,295 @@
+//! The nn trainer on the GPU backend pinned to the CPU backend: one SGD and one Adam step from
+//! the same weights on the same batch, a whole `fit` epoch (device-side gather, fused loss and
+//! statistics read every few steps), a short run that must lower the loss, weights moving
+//! between the backends through safetensors, and a diverging run stopping with an error.
+//!
+//! Without a GPU adapter these tests print why and pass, unless `DENSECORE_REQUIRE_GPU=1`
+//! (CI sets it, with Mesa's lavapipe installed), where they fail.
+
+use std::path::PathBuf;
+
+use densecore::Error;
+use densecore::cpu::Cpu;
+use densecore::nn::{
+    Adam, Backend, Dense, FitOptions, GpuBackend, Loss, Metric, Optimizer, Sequential, Sgd, Tensor,
+    Verbose,
+};
+
+/// The GPU backend, or `None` (after saying why) when this machine has no adapter and the
+/// environment does not require one.
+fn gpu() -> Option<GpuBackend> {
+    match GpuBackend::new() {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var("DENSECORE_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("DENSECORE_REQUIRE_GPU=1 but the GPU backend failed: {e}")
+        }
+        Err(e) => {
+            println!("skipping GPU training tests: {e}");
+            None
+        }
+    }
+}
+
+/// Agreement of GPU and CPU results: f32 sums in another order, and the GPU's `exp`/`log`.
+const TOL: f32 = 2e-5;
+
+const FEATURES: usize = 20;
+const CLASSES: usize = 4;
+
+/// Separable toy data: the class is the largest of the first `CLASSES` inputs.
+fn toy(n: usize, seed: u32) -> (Tensor, Tensor) {
+    let mut s = seed.wrapping_mul(747_796_405).wrapping_add(1);
+    let mut x = Vec::with_capacity(n * FEATURES);
+    let mut y = Vec::with_capacity(n);
+    for _ in 0..n {
+        let row: Vec<f32> = (0..FEATURES)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1 << 24) as f32
+            })
+            .collect();
+        let class = (0..CLASSES)
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap();
+        y.push(class as f32);
+        x.extend(row);
+    }
+    (
+        Tensor::new(&[n, FEATURES], x).unwrap(),
+        Tensor::new(&[n], y).unwrap(),
+    )
+}
+
+/// The MNIST classifier's shape in small: Dense(relu) → Dense(softmax), with 13 hidden units
+/// so no matrix has a multiple-of-4 side everywhere (the kernels' scalar paths run too).
+fn model<B: Backend>(backend: B, opt: impl Into<Optimizer>, seed: u64) -> Sequential<B> {
+    let mut m = Sequential::with_backend(backend, &[FEATURES]).seed(seed);
+    m.add(Dense::new(13).activation("relu")).unwrap();
+    m.add(Dense::new(CLASSES).activation("softmax")).unwrap();
+    m.compile(
+        opt.into(),
+        "sparse_categorical_crossentropy",
+        &[Metric::Accuracy],
+    )
+    .unwrap();
+    m
+}
+
+fn assert_close(what: &str, gpu: &[Tensor], cpu: &[Tensor]) {
+    assert_eq!(gpu.len(), cpu.len());
+    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        assert_eq!(g.shape(), c.shape());
+        for (k, (a, b)) in g.data().iter().zip(c.data()).enumerate() {
+            assert!(
+                (a - b).abs() <= TOL * (1.0 + b.abs()),
+                "{what}: tensor {i} value {k}: GPU {a} vs CPU {b}"
+            );
+        }
+    }
+}
+
+fn one_step_matches_cpu(opt: Optimizer) {
+    let Some(gpu) = gpu() else { return };
+    let (x, y) = toy(40, 1);
+    let mut g = model(gpu, opt, 7);
+    let mut c = model(Cpu::default(), opt, 7);
+    assert_eq!(g.get_weights().unwrap(), c.get_weights().unwrap());
+    // Gradients first (loss, dZ, the transposed GEMMs, the gate, the column sums) …
+    let (gl, gg) = g.compute_gradients(&x, &y).unwrap();
+    let (cl, cg) = c.compute_gradients(&x, &y).unwrap();
+    assert!((gl - cl).abs() < 1e-5, "loss: GPU {gl} vs CPU {cl}");
+    assert_close("gradients", &gg, &cg);
+    // … then two updates, so Adam's bias correction changes between them.
+    for step in 0..2 {
+        let gs = g.train_on_batch(&x, &y).unwrap();
+        let cs = c.train_on_batch(&x, &y).unwrap();
+        assert!(
+            (gs.loss - cs.loss).abs() < 1e-5,
+            "step {step}: {gs:?} vs {cs:?}"
+        );
+        assert_eq!(gs.correct, cs.correct);
+        assert_close(
+            &format!("{opt} weights after step {}", step + 1),
+            &g.get_weights().unwrap(),
+            &c.get_weights().unwrap(),
+        );
+    }
+}
+
+#[test]
+fn sgd_step_matches_cpu() {
+    one_step_matches_cpu(
+        Sgd {
+            learning_rate: 0.5,
+            ..Sgd::default()
+        }
+        .into(),
+    );
+}
+
+#[test]
+fn sgd_momentum_step_matches_cpu() {
+    one_step_matches_cpu(
+        Sgd {
+            learning_rate: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+        }
+        .into(),
+    );
+}
+
+#[test]
+fn adam_step_matches_cpu() {
+    one_step_matches_cpu(
+        Adam {
+            learning_rate: 0.01,
+            ..Adam::default()
+        }
+        .into(),
+    );
+}
+
+/// A whole epoch through `fit`: the GPU gathers the same shuffled batches on the device and
+/// reads its statistics back every few steps, and ends where the CPU ends.
+#[test]
+fn fit_epoch_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let (x, y) = toy(300, 2);
+    let opts = FitOptions {
+        epochs: 2,
+        batch_size: 32, // 10 steps, the last one short
+        verbose: Verbose::Silent,
+        ..FitOptions::default()
+    };
+    let adam = Adam {
+        learning_rate: 0.01,
+        ..Adam::default()
+    };
+    let mut g = model(gpu, adam, 3);
+    let mut c = model(Cpu::default(), adam, 3);
+    let gh = g.fit(&x, &y, &opts).unwrap();
+    let ch = c.fit(&x, &y, &opts).unwrap();
+    for key in ["loss", "accuracy"] {
+        for (a, b) in gh.get(key).unwrap().iter().zip(ch.get(key).unwrap()) {
+            assert!((a - b).abs() < 1e-4, "{key}: GPU {a} vs CPU {b}");
+        }
+    }
+    // Weights drift apart by rounding over 20 steps: a looser bound than one step's.
+    for (a, b) in g
+        .get_weights()
+        .unwrap()
+        .iter()
+        .zip(&c.get_weights().unwrap())
+    {
+        for (u, v) in a.data().iter().zip(b.data()) {
+            assert!(
+                (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                "GPU {u} vs CPU {v}"
+            );
+        }
+    }
+    let ge = g.evaluate(&x, &y, 64).unwrap();
+    let ce = c.evaluate(&x, &y, 64).unwrap();
+    assert!((ge.loss - ce.loss).abs() < 1e-3, "{ge:?} vs {ce:?}");
+}
+
+/// A short GPU run (a few hundred samples, a few dozen steps) learns.
+#[test]
+fn short_gpu_run_lowers_the_loss() {
+    let Some(gpu) = gpu() else { return };
+    let (x, y) = toy(384, 3);
+    let mut g = model(
+        gpu,
+        Adam {
+            learning_rate: 0.01,
+            ..Adam::default()
+        },
+        5,
+    );
+    let before = g.evaluate(&x, &y, 128).unwrap();
+    let h = g
+        .fit(
+            &x,
+            &y,
+            &FitOptions {
+                epochs: 4,
+                batch_size: 32,
+                verbose: Verbose::Silent,
+                ..FitOptions::default()
+            },
+        )
+        .unwrap();
+    let after = g.evaluate(&x, &y, 128).unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss[3] < 0.8 * loss[0], "epoch losses {loss:?}");
+    assert!(after.loss < 0.7 * before.loss, "{before:?} → {after:?}");
+    assert!(after.accuracy.unwrap() > 0.6, "{after:?}");
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("densecore-gpu-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Train on the GPU, save, load on the CPU: the same classes; and back onto a fresh GPU model.
+#[test]
+fn weights_move_between_backends() {
+    let Some(gpu) = gpu() else { return };
+    let (x, y) = toy(256, 4);
+    let mut g = model(gpu.clone(), Adam::default(), 11);
+    g.fit(
+        &x,
+        &y,
+        &FitOptions {
+            epochs: 2,
+            verbose: Verbose::Silent,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
+    let path = temp("gpu.safetensors");
+    g.save_weights(&path).unwrap();
+    let mut c = model(Cpu::default(), Adam::default(), 99);
+    c.load_weights(&path).unwrap();
+    let gp = g.predict(&x, 64).unwrap();
+    let cp = c.predict(&x, 64).unwrap();
+    assert_eq!(gp.argmax_rows(), cp.argmax_rows());
+    assert_close("predictions", std::slice::from_ref(&gp), &[cp]);
+    // CPU → GPU.
+    let back = temp("cpu.safetensors");
+    c.save_weights(&back).unwrap();
+    let mut g2 = model(gpu, Adam::default(), 98);
+    g2.load_weights(&back).unwrap();
+    assert_eq!(g2.predict(&x, 50).unwrap().argmax_rows(), gp.argmax_rows());
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
+/// A diverging run stops with an error naming the step, found on the device (by the fused
+/// loss on logits, which unlike probabilities are not clipped).
+#[test]
+fn gpu_divergence_is_an_error() {
+    let Some(gpu) = gpu() else { return };
+    let (x, y) = toy(64, 5);
+    let mut g = Sequential::with_backend(gpu, &[FEATURES]).seed(1);
+    g.add(Dense::new(13).activation("relu")).unwrap();
+    g.add(Dense::new(CLASSES)).unwrap();
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+    let sgd = Sgd {
+        learning_rate: 1e30,
+        ..Sgd::default()
+    };
+    g.compile(sgd, loss, &[]).unwrap();
+    let opts = FitOptions {
+        epochs: 3,
+        batch_size: 8,
+        verbose: Verbose::Silent,
+        ..FitOptions::default()
+    };
+    let err = g.fit(&x, &y, &opts).unwrap_err();
+    assert!(
+        matches!(err, Error::NonFinite { what: "loss", epoch: 1, step } if step > 1 && step <= 8),
+        "{err:?}"
+    );
+}
