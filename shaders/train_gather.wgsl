@@ -1,13 +1,18 @@
 // The shuffled minibatch, gathered on the device: dst row r = src row idx[first + r].
-// The training set is uploaded once; only the epoch's order (u32 sample indices) is written per
-// epoch. One invocation per element, striding over the grid.
+// The training set is uploaded once, in chunks of rows as large as one storage binding allows;
+// this pass copies the rows that lie in the chunk bound as `src` (rows chunk_start ..
+// chunk_start + chunk_rows), one pass per chunk. Only the epoch's order (u32 sample indices) is
+// written per epoch. One invocation per element, striding over the grid.
 
 struct Params {
     rows: u32,
     row_len: u32,
     first: u32,
+    chunk_start: u32,
+    chunk_rows: u32,
     pad0: u32,
-    pad1: vec4<u32>,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -26,6 +31,9 @@ fn main(
     for (var e = gid.x; e < total; e += WG * groups.x) {
         let r = e / P.row_len;
         let c = e - r * P.row_len;
-        dst[e] = src[idx[P.first + r] * P.row_len + c];
+        let s = idx[P.first + r] - P.chunk_start; // wraps past u32::MAX below the chunk
+        if s < P.chunk_rows {
+            dst[e] = src[s * P.row_len + c];
+        }
     }
 }

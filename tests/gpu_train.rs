@@ -150,11 +150,13 @@ fn adam_step_matches_cpu() {
     );
 }
 
-/// A whole epoch through `fit`: the GPU gathers the same shuffled batches on the device and
-/// reads its statistics back every few steps, and ends where the CPU ends.
+/// A whole epoch through `fit`: the GPU gathers the same shuffled batches on the device (from
+/// a training set uploaded in 3 chunks, as a large one is) and reads its statistics back every
+/// few steps, and ends where the CPU ends.
 #[test]
 fn fit_epoch_matches_cpu() {
     let Some(gpu) = gpu() else { return };
+    let gpu = gpu.with_dataset_chunk(128 * FEATURES);
     let (x, y) = toy(300, 2);
     let opts = FitOptions {
         epochs: 2,

@@ -120,11 +120,21 @@ impl Gpu {
         src.read_prefix(&self.ctx, out)
     }
 
-    /// `dst` row r = `src` row `order[first + r]` (u32 sample indices), r in `0..rows`.
+    /// The most f32 values one storage binding holds (a matrix is padded to whole vec4s).
+    pub(crate) fn max_binding_values(&self) -> usize {
+        let limits = self.ctx.limits();
+        let bytes = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        (bytes / 16 * 4) as usize
+    }
+
+    /// `dst` row r = row `order[first + r]` (u32 sample indices) of the rows held by `chunks`
+    /// one after another (each a whole number of rows), r in `0..rows`.
     pub(crate) fn gather_rows(
         &self,
         dst: &GpuMatrix,
-        src: &GpuMatrix,
+        chunks: &[GpuMatrix],
         row_len: usize,
         order: &GpuMatrix,
         first: usize,
@@ -135,22 +145,32 @@ impl Gpu {
         if rows * row_len == 0 {
             return Ok(());
         }
-        let params = [
-            u32_of("rows", rows)?,
-            u32_of("row length", row_len)?,
-            u32_of("first", first)?,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        self.train_dispatch(
-            TrainKernel::Gather,
-            &params,
-            &[Some(src.buffer()), Some(order.buffer()), Some(dst.buffer())],
-            groups(self, rows * row_len, GATHER_WG),
-        )
+        let mut chunk_start = 0;
+        for chunk in chunks {
+            let chunk_rows = len(chunk) / row_len;
+            let params = [
+                u32_of("rows", rows)?,
+                u32_of("row length", row_len)?,
+                u32_of("first", first)?,
+                u32_of("chunk start", chunk_start)?,
+                u32_of("chunk rows", chunk_rows)?,
+                0,
+                0,
+                0,
+            ];
+            self.train_dispatch(
+                TrainKernel::Gather,
+                &params,
+                &[
+                    Some(chunk.buffer()),
+                    Some(order.buffer()),
+                    Some(dst.buffer()),
+                ],
+                groups(self, rows * row_len, GATHER_WG),
+            )?;
+            chunk_start += chunk_rows;
+        }
+        Ok(())
     }
 
     /// `out[j] = Σᵢ a[i·rs + j·cs]` for a `rows × cols` view of `a`'s buffer.

@@ -147,11 +147,12 @@ pub trait Backend: Clone + fmt::Debug {
         self.write(dst, staging)
     }
 
-    /// Copies a training set (row-major rows) onto the backend for `fit`, when the backend
-    /// gathers its minibatches itself ([`Backend::gather_rows`]); `None` (the default) leaves it
-    /// on the host and each step copies its rows in with [`Backend::write_rows`].
-    fn upload_dataset(&self, data: &[f32]) -> Result<Option<Self::Buffer>> {
-        let _ = data;
+    /// Copies a training set (row-major rows of `row_len`) onto the backend for `fit`, when the
+    /// backend gathers its minibatches itself ([`Backend::gather_rows`]), as one or more
+    /// buffers of whole rows; `None` (the default) leaves it on the host and each step copies
+    /// its rows in with [`Backend::write_rows`].
+    fn upload_dataset(&self, data: &[f32], row_len: usize) -> Result<Option<Vec<Self::Buffer>>> {
+        let _ = (data, row_len);
         Ok(None)
     }
 
@@ -162,13 +163,13 @@ pub trait Backend: Clone + fmt::Debug {
         Err(unsupported(self, "write_indices"))
     }
 
-    /// `dst` row r = `src` row `order[first + r]` for r in `0..rows` (rows of `row_len`): a
-    /// shuffled minibatch gathered where the data lives. Only for backends whose
-    /// `upload_dataset` keeps data.
+    /// `dst` row r = row `order[first + r]` of the rows in `src` (as `upload_dataset` made it)
+    /// for r in `0..rows` (rows of `row_len`): a shuffled minibatch gathered where the data
+    /// lives. Only for backends whose `upload_dataset` keeps data.
     fn gather_rows(
         &self,
         dst: &mut Self::Buffer,
-        src: &Self::Buffer,
+        src: &[Self::Buffer],
         row_len: usize,
         order: &Self::Buffer,
         first: usize,

@@ -31,6 +31,8 @@ const STATS_INTERVAL: usize = 100;
 #[derive(Clone)]
 pub struct GpuBackend {
     gpu: Arc<Gpu>,
+    /// Most values per buffer of an uploaded training set (default: one storage binding).
+    chunk_values: Option<usize>,
 }
 
 impl fmt::Debug for GpuBackend {
@@ -49,7 +51,15 @@ impl GpuBackend {
     pub fn from_gpu(gpu: Gpu) -> Self {
         Self {
             gpu: Arc::new(gpu.batched(BATCH_PASSES)),
+            chunk_values: None,
         }
+    }
+
+    /// Uploads training sets in buffers of at most `values` values (whole rows) instead of
+    /// as large as one storage binding allows (MNIST's 188 MB takes two on a 128 MiB binding).
+    pub fn with_dataset_chunk(mut self, values: usize) -> Self {
+        self.chunk_values = Some(values);
+        self
     }
 
     /// The device.
@@ -116,10 +126,29 @@ impl Backend for GpuBackend {
         self.gpu.read_flat(src, dst)
     }
 
-    fn upload_dataset(&self, data: &[f32]) -> Result<Option<GpuMatrix>> {
-        let mut buf = self.alloc(data.len())?;
-        self.write(&mut buf, data)?;
-        Ok(Some(buf))
+    fn upload_dataset(&self, data: &[f32], row_len: usize) -> Result<Option<Vec<GpuMatrix>>> {
+        // Chunks of whole rows, each as large as one storage binding allows.
+        let limit = self
+            .chunk_values
+            .unwrap_or(usize::MAX)
+            .min(self.gpu.max_binding_values());
+        let rows_per_chunk = limit / row_len.max(1);
+        if rows_per_chunk == 0 {
+            return Err(Error::GpuTooLarge {
+                operand: "training sample",
+                what: "values",
+                size: row_len as u64,
+                limit: limit as u64,
+            });
+        }
+        data.chunks(rows_per_chunk * row_len.max(1))
+            .map(|chunk| {
+                let mut buf = self.alloc(chunk.len())?;
+                self.write(&mut buf, chunk)?;
+                Ok(buf)
+            })
+            .collect::<Result<_>>()
+            .map(Some)
     }
 
     fn write_indices(&self, dst: &mut GpuMatrix, order: &[usize]) -> Result<()> {
@@ -137,7 +166,7 @@ impl Backend for GpuBackend {
     fn gather_rows(
         &self,
         dst: &mut GpuMatrix,
-        src: &GpuMatrix,
+        src: &[GpuMatrix],
         row_len: usize,
         order: &GpuMatrix,
         first: usize,

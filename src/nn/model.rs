@@ -980,8 +980,8 @@ impl<B: Backend> Sequential<B> {
         let mut order: Vec<usize> = (0..n).collect();
         // A device backend takes the training set once and gathers each batch itself.
         let mut resident = match (
-            self.backend.upload_dataset(train_x.data())?,
-            self.backend.upload_dataset(train_y.data())?,
+            self.backend.upload_dataset(train_x.data(), x_len)?,
+            self.backend.upload_dataset(train_y.data(), y_len)?,
         ) {
             (Some(x), Some(y)) => Some((x, y, self.backend.alloc(n)?)),
             _ => None,
