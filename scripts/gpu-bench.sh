@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures the GPU kernels on this machine's GPU in one command: checks that a Vulkan driver
 # (or Metal/DX12) offers an adapter, then builds and runs `cargo bench --bench gpu` and prints
-# its GFLOP/s table (GPU next to the CPU backend) for BENCHMARKS.md.
+# its GFLOP/s table (GPU next to the CPU backend) for BENCHMARKS.md, then times one MNIST
+# training epoch on the GPU and the CPU backend at batch 32 and 128 (`examples/mnist.rs`).
 # Extra arguments go to criterion (e.g. a filter: scripts/gpu-bench.sh 784).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +24,14 @@ cargo bench --bench gpu -- "$@" | tee "$log"
 echo
 echo "== table for BENCHMARKS.md =="
 sed -n '/^GPU: .*GFLOP\/s/,$p' "$log"
+
+echo
+echo "== MNIST training: one epoch (60,000 images), GPU backend next to the CPU backend =="
+cargo build --release --quiet --example mnist
+for batch in 32 128; do
+    for backend in gpu cpu; do
+        echo "-- backend $backend, batch $batch"
+        target/release/examples/mnist --backend "$backend" --epochs 1 --batch-size "$batch" \
+            --quiet --output-dir "target/gpu-bench-mnist-$backend" | grep -E "^(backend|epoch 1|test)"
+    done
+done
