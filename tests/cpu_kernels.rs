@@ -596,3 +596,33 @@ fn packed_weights_check_their_use() {
         assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
     }
 }
+
+#[test]
+fn nan_propagates_through_relu() {
+    // Row 0 of x holds a NaN: every output of that row is NaN, row 1 is finite.
+    let x = [1.0, f32::NAN, 2.0, 3.0];
+    let w = [1.0f32; 2 * 20];
+    for cpu in kernels() {
+        for act in [Activation::Relu, Activation::Relu6] {
+            let mut y = [0.0f32; 40];
+            cpu.dense(
+                MatRef::row_major(&x, 2, 2),
+                MatRef::row_major(&w, 2, 20),
+                None,
+                act,
+                MatMut::row_major(&mut y, 2, 20),
+            )
+            .unwrap();
+            assert!(
+                y[..20].iter().all(|v| v.is_nan()),
+                "{:?} {act}: {y:?}",
+                cpu.kernel()
+            );
+            assert!(
+                y[20..].iter().all(|&v| v == act.apply(5.0f32)),
+                "{:?} {act}",
+                cpu.kernel()
+            );
+        }
+    }
+}

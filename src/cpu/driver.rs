@@ -205,55 +205,74 @@ pub(crate) unsafe fn gemm<K: Microkernel>(
     let flops = 2 * p.m * p.n * p.k.max(1);
     let threads = pool.map_or(1, |pl| pl.current_num_threads());
     let threads = threads.min(flops / MIN_FLOPS_PER_THREAD).max(1);
-    let parts = split::<K>(p, path, threads);
+    let split = Split::new::<K>(p, path, threads);
     match pool {
-        Some(pool) if parts.len() > 1 => pool.scope(|s| {
-            for part in &parts {
-                // SAFETY: parts write disjoint blocks of C and z (split); the rest is the caller's.
-                s.spawn(move |_| unsafe { run::<K>(part, path, blk) });
-            }
+        // `install` + a parallel range runs on the pool through `join`, with no allocation.
+        Some(pool) if split.parts > 1 => pool.install(|| {
+            use rayon::prelude::*;
+            (0..split.parts).into_par_iter().for_each(|t| {
+                // SAFETY: parts write disjoint blocks of C and z (Split); the rest is the caller's.
+                unsafe { run::<K>(&split.part(p, t), path, blk) }
+            })
         }),
         // SAFETY: the caller's contract.
-        _ => parts
-            .iter()
-            .for_each(|part| unsafe { run::<K>(part, path, blk) }),
+        _ => unsafe { run::<K>(p, path, blk) },
     }
 }
 
-/// Splits the output into up to `threads` blocks of whole tiles, along rows or columns (never
-/// along K, so each element's sum is the same for any split).
-fn split<'a, K: Microkernel>(p: &Problem<'a>, path: Path, threads: usize) -> Vec<Problem<'a>> {
-    let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
-    let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
-    let units = len.div_ceil(unit);
-    let parts = threads.min(units).max(1);
-    (0..parts)
-        .map(|t| {
-            let (u0, u1) = (units * t / parts, units * (t + 1) / parts);
-            let (s0, s1) = (u0 * unit, (u1 * unit).min(len));
-            let mut q = *p;
-            // SAFETY (pointer offsets): s0 < len, so the offsets stay inside the operands.
-            unsafe {
-                if by_rows {
-                    q.m = s1 - s0;
-                    q.a.ptr = p.a.ptr.add(s0 * p.a.rs);
-                    q.c = p.c.add(s0 * p.rsc);
-                    q.z = p.z.wrapping_add(s0 * p.rsz);
-                } else {
-                    q.n = s1 - s0;
-                    q.b.ptr = p.b.ptr.wrapping_add(s0 * p.b.cs);
-                    q.packed = p.packed.map(|pk| Prepacked {
-                        j0: pk.j0 + s0,
-                        ..pk
-                    });
-                    q.c = p.c.add(s0 * p.csc);
-                    q.z = p.z.wrapping_add(s0 * p.csz);
-                    q.bias = p.bias.map(|b| &b[s0..s1]);
-                }
+/// The output split into `parts` blocks of whole tiles, along rows or columns (never along K,
+/// so each element's sum is the same for any split).
+struct Split {
+    by_rows: bool,
+    len: usize,
+    unit: usize,
+    units: usize,
+    parts: usize,
+}
+
+impl Split {
+    fn new<K: Microkernel>(p: &Problem<'_>, path: Path, threads: usize) -> Self {
+        let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
+        let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
+        let units = len.div_ceil(unit);
+        Split {
+            by_rows,
+            len,
+            unit,
+            units,
+            parts: threads.min(units).max(1),
+        }
+    }
+
+    /// Part `t` of `p`.
+    fn part<'a>(&self, p: &Problem<'a>, t: usize) -> Problem<'a> {
+        let (u0, u1) = (
+            self.units * t / self.parts,
+            self.units * (t + 1) / self.parts,
+        );
+        let (s0, s1) = (u0 * self.unit, (u1 * self.unit).min(self.len));
+        let mut q = *p;
+        // SAFETY (pointer offsets): s0 < len, so the offsets stay inside the operands.
+        unsafe {
+            if self.by_rows {
+                q.m = s1 - s0;
+                q.a.ptr = p.a.ptr.add(s0 * p.a.rs);
+                q.c = p.c.add(s0 * p.rsc);
+                q.z = p.z.wrapping_add(s0 * p.rsz);
+            } else {
+                q.n = s1 - s0;
+                q.b.ptr = p.b.ptr.wrapping_add(s0 * p.b.cs);
+                q.packed = p.packed.map(|pk| Prepacked {
+                    j0: pk.j0 + s0,
+                    ..pk
+                });
+                q.c = p.c.add(s0 * p.csc);
+                q.z = p.z.wrapping_add(s0 * p.csz);
+                q.bias = p.bias.map(|b| &b[s0..s1]);
             }
-            q
-        })
-        .collect()
+        }
+        q
+    }
 }
 
 /// One thread's share.
