@@ -335,6 +335,17 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
     let kc = p.packed.map_or(p.k.max(1), |pk| pk.kc);
     let k_blocks = p.k.div_ceil(kc).max(1);
     let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, p.n.next_multiple_of(nr));
+    // A ragged last panel of raw B (one K block) is copied, zero-padded, once per call.
+    let tail_j0 = p.n / nr * nr;
+    let tail = (p.packed.is_none() && tail_j0 < p.n).then(|| {
+        let panel = grown(&mut ws.b, nr * p.k);
+        // SAFETY: the k × (n − tail_j0) block at column tail_j0 is inside B.
+        unsafe {
+            let src = p.b.ptr.add(tail_j0);
+            pack_b(nr, Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel);
+        }
+        panel.as_ptr()
+    });
     for i0 in (0..p.m).step_by(K::MR) {
         let rows = K::MR.min(p.m - i0);
         for kb in 0..k_blocks {
@@ -350,16 +361,11 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
                     // SAFETY: pc starts a K block; j0 is a multiple of NR inside n.
                     Some(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr, kcb * nr),
                     // SAFETY: row pc and column j0 < n are inside B.
-                    None if cols == width => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs, nr),
-                    None => {
-                        let panel = grown(&mut ws.b, nr * kcb);
-                        // SAFETY: the kcb × cols block at (pc, j0) is inside B.
-                        unsafe {
-                            let src = p.b.ptr.add(pc * p.b.rs + j0);
-                            pack_b(nr, Block { ptr: src, ..p.b }, kcb, cols, panel);
-                        }
-                        (panel.as_ptr(), nr, 0)
-                    }
+                    None => match tail {
+                        Some(panel) if j0 == tail_j0 => (panel, nr, 0),
+                        // SAFETY: row pc and column j0 < n are inside B.
+                        _ => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs, nr),
+                    },
                 };
                 let t = Tile {
                     kc: kcb,
