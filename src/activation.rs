@@ -158,8 +158,23 @@ impl Activation {
         let six = T::c(6.0);
         match self {
             Self::Linear | Self::Softmax | Self::LogSoftmax => x,
-            Self::Relu => x.max(zero),
-            Self::Relu6 => x.max(zero).min(six),
+            // Written as comparisons, not max/min, so NaN propagates (as in Keras/TF).
+            Self::Relu => {
+                if x < zero {
+                    zero
+                } else {
+                    x
+                }
+            }
+            Self::Relu6 => {
+                if x < zero {
+                    zero
+                } else if x > six {
+                    six
+                } else {
+                    x
+                }
+            }
             Self::LeakyRelu => {
                 if x > zero {
                     x

@@ -6,6 +6,9 @@ use densecore::cpu::{Cpu, Kernel, VECTOR_ACTIVATION_TOLERANCE};
 use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
+mod common;
+use common::{tolerance, uniform};
+
 /// How a matrix is laid out in its buffer.
 #[derive(Clone, Copy, Debug)]
 enum Layout {
@@ -115,34 +118,6 @@ fn kernels() -> Vec<Cpu> {
         .collect()
 }
 
-/// Random values from a seed, in [-1, 1).
-fn uniform(seed: u64) -> impl Fn(usize, usize) -> f32 {
-    move |i, j| {
-        let mut h = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (j as u64) << 32;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        h ^= h >> 33;
-        (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
-/// The tolerance, stated once: the rounding bound of a k-term f32 dot product,
-/// `k·eps·Σ|x||w|` (plus the bias' rounding), carried through the activation by its slope,
-/// plus the vectorized activation's own bound.
-fn tolerance(act: Activation, k: usize, magnitude: f64, z: f64, y: f64, row_slack: f64) -> f64 {
-    let eps = f32::EPSILON as f64;
-    let tol_z = (k as f64 + 2.0) * eps * magnitude;
-    let act_tol = VECTOR_ACTIVATION_TOLERANCE as f64 * (1.0 + y.abs());
-    match act {
-        Activation::Softmax => 2.0 * y.abs() * row_slack + act_tol,
-        Activation::LogSoftmax => 2.0 * row_slack + act_tol,
-        _ => {
-            let slope = act.derivative(z).unwrap().abs().max(1.0);
-            2.0 * slope * tol_z + act_tol
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(160))]
 
@@ -177,7 +152,7 @@ proptest! {
                 let row_slack = (0..n).map(|j| (k as f64 + 2.0) * eps * mag(j)).fold(0.0, f64::max);
                 for j in 0..n {
                     let (got, exp) = (y.at(i, j) as f64, want.at(i, j) as f64);
-                    let tol = tolerance(act, k, mag(j), z.at(i, j) as f64, exp, row_slack);
+                    let tol = tolerance(act, k, mag(j), z.at(i, j) as f64, exp, row_slack, VECTOR_ACTIVATION_TOLERANCE);
                     prop_assert!(
                         (got - exp).abs() <= tol || got == exp,
                         "{:?} {act} m={m} k={k} n={n} ({i},{j}): got {got}, want {exp}, tol {tol}",
@@ -536,7 +511,7 @@ proptest! {
                     let row_slack = (0..n).map(|j| (k as f64 + 2.0) * eps * mag(j)).fold(0.0, f64::max);
                     for j in 0..n {
                         let (got, exp) = (y.at(i, j) as f64, want.at(i, j) as f64);
-                        let tol = tolerance(act, k, mag(j), z.at(i, j) as f64, exp, row_slack);
+                        let tol = tolerance(act, k, mag(j), z.at(i, j) as f64, exp, row_slack, VECTOR_ACTIVATION_TOLERANCE);
                         prop_assert!((got - exp).abs() <= tol || got == exp, "{act} ({i},{j}) {got} vs {exp}");
                     }
                 }
@@ -594,5 +569,35 @@ fn packed_weights_check_their_use() {
             MatMut::row_major(&mut y, 2, 4),
         );
         assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
+    }
+}
+
+#[test]
+fn nan_propagates_through_relu() {
+    // Row 0 of x holds a NaN: every output of that row is NaN, row 1 is finite.
+    let x = [1.0, f32::NAN, 2.0, 3.0];
+    let w = [1.0f32; 2 * 20];
+    for cpu in kernels() {
+        for act in [Activation::Relu, Activation::Relu6] {
+            let mut y = [0.0f32; 40];
+            cpu.dense(
+                MatRef::row_major(&x, 2, 2),
+                MatRef::row_major(&w, 2, 20),
+                None,
+                act,
+                MatMut::row_major(&mut y, 2, 20),
+            )
+            .unwrap();
+            assert!(
+                y[..20].iter().all(|v| v.is_nan()),
+                "{:?} {act}: {y:?}",
+                cpu.kernel()
+            );
+            assert!(
+                y[20..].iter().all(|&v| v == act.apply(5.0f32)),
+                "{:?} {act}",
+                cpu.kernel()
+            );
+        }
     }
 }

@@ -11,6 +11,9 @@ use densecore::gpu::{ACTIVATION_TOLERANCE, AdapterClass, Context, GemmKernel, Gp
 use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
+mod common;
+use common::{tolerance, uniform};
+
 /// GEMM variants × tile tables.
 const VARIANTS: usize = 2 * GemmKernel::ALL.len();
 
@@ -40,17 +43,6 @@ fn gpus() -> &'static [Gpu] {
     })
 }
 
-/// Random values from a seed, in [-1, 1).
-fn uniform(seed: u64) -> impl Fn(usize, usize) -> f32 {
-    move |i, j| {
-        let mut h = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (j as u64) << 32;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        h ^= h >> 33;
-        (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
 fn matrix(rows: usize, cols: usize, value: impl Fn(usize, usize) -> f32) -> Vec<f32> {
     (0..rows * cols)
         .map(|i| value(i / cols, i % cols))
@@ -75,22 +67,6 @@ fn dim_k() -> impl Strategy<Value = usize> {
 }
 fn dim_n() -> impl Strategy<Value = usize> {
     prop::sample::select(vec![1, 2, 3, 4, 5, 8, 10, 31, 32, 33, 63, 64, 65, 130])
-}
-
-/// The tolerance of `tests/cpu_kernels.rs` with the GPU's activation bound: the rounding of a
-/// k-term f32 dot product carried through the activation's slope, plus the activation's own.
-fn tolerance(act: Activation, k: usize, magnitude: f64, z: f64, y: f64, row_slack: f64) -> f64 {
-    let eps = f32::EPSILON as f64;
-    let tol_z = (k as f64 + 2.0) * eps * magnitude;
-    let act_tol = ACTIVATION_TOLERANCE as f64 * (1.0 + y.abs());
-    match act {
-        Activation::Softmax => 2.0 * y.abs() * row_slack + act_tol,
-        Activation::LogSoftmax => 2.0 * row_slack + act_tol,
-        _ => {
-            let slope = act.derivative(z).unwrap().abs().max(1.0);
-            2.0 * slope * tol_z + act_tol
-        }
-    }
 }
 
 proptest! {
@@ -149,7 +125,7 @@ proptest! {
                 let row_slack = (0..n).map(|j| (k as f64 + 2.0) * eps * mag(j)).fold(0.0, f64::max);
                 for j in 0..n {
                     let (got, exp) = (y[i * n + j] as f64, want[i * n + j] as f64);
-                    let tol = tolerance(act, k, mag(j), z[i * n + j] as f64, exp, row_slack);
+                    let tol = tolerance(act, k, mag(j), z[i * n + j] as f64, exp, row_slack, ACTIVATION_TOLERANCE);
                     prop_assert!(
                         (got - exp).abs() <= tol || got == exp,
                         "{} ({:?}) {act} m={m} k={k} n={n} tx={trans_x} tw={trans_w} ({i},{j}): got {got}, want {exp}, tol {tol}",

@@ -183,8 +183,9 @@ thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::default();
 }
 
-/// Problems below this many flops run on one thread: waking a second costs more than it saves.
-const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+/// Flops a thread must get before another is woken: waking a pool thread costs 10–50 µs here,
+/// which small problems (the GEMMs of a batch-32 training step) do not earn back.
+const MIN_FLOPS_PER_THREAD: usize = 1 << 23;
 
 /// Runs `p` on `path` with microkernel `K`, splitting the output between up to `threads`
 /// threads of `pool`.
@@ -205,55 +206,74 @@ pub(crate) unsafe fn gemm<K: Microkernel>(
     let flops = 2 * p.m * p.n * p.k.max(1);
     let threads = pool.map_or(1, |pl| pl.current_num_threads());
     let threads = threads.min(flops / MIN_FLOPS_PER_THREAD).max(1);
-    let parts = split::<K>(p, path, threads);
+    let split = Split::new::<K>(p, path, threads);
     match pool {
-        Some(pool) if parts.len() > 1 => pool.scope(|s| {
-            for part in &parts {
-                // SAFETY: parts write disjoint blocks of C and z (split); the rest is the caller's.
-                s.spawn(move |_| unsafe { run::<K>(part, path, blk) });
-            }
+        // `install` + a parallel range runs on the pool through `join`, with no allocation.
+        Some(pool) if split.parts > 1 => pool.install(|| {
+            use rayon::prelude::*;
+            (0..split.parts).into_par_iter().for_each(|t| {
+                // SAFETY: parts write disjoint blocks of C and z (Split); the rest is the caller's.
+                unsafe { run::<K>(&split.part(p, t), path, blk) }
+            })
         }),
         // SAFETY: the caller's contract.
-        _ => parts
-            .iter()
-            .for_each(|part| unsafe { run::<K>(part, path, blk) }),
+        _ => unsafe { run::<K>(p, path, blk) },
     }
 }
 
-/// Splits the output into up to `threads` blocks of whole tiles, along rows or columns (never
-/// along K, so each element's sum is the same for any split).
-fn split<'a, K: Microkernel>(p: &Problem<'a>, path: Path, threads: usize) -> Vec<Problem<'a>> {
-    let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
-    let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
-    let units = len.div_ceil(unit);
-    let parts = threads.min(units).max(1);
-    (0..parts)
-        .map(|t| {
-            let (u0, u1) = (units * t / parts, units * (t + 1) / parts);
-            let (s0, s1) = (u0 * unit, (u1 * unit).min(len));
-            let mut q = *p;
-            // SAFETY (pointer offsets): s0 < len, so the offsets stay inside the operands.
-            unsafe {
-                if by_rows {
-                    q.m = s1 - s0;
-                    q.a.ptr = p.a.ptr.add(s0 * p.a.rs);
-                    q.c = p.c.add(s0 * p.rsc);
-                    q.z = p.z.wrapping_add(s0 * p.rsz);
-                } else {
-                    q.n = s1 - s0;
-                    q.b.ptr = p.b.ptr.wrapping_add(s0 * p.b.cs);
-                    q.packed = p.packed.map(|pk| Prepacked {
-                        j0: pk.j0 + s0,
-                        ..pk
-                    });
-                    q.c = p.c.add(s0 * p.csc);
-                    q.z = p.z.wrapping_add(s0 * p.csz);
-                    q.bias = p.bias.map(|b| &b[s0..s1]);
-                }
+/// The output split into `parts` blocks of whole tiles, along rows or columns (never along K,
+/// so each element's sum is the same for any split).
+struct Split {
+    by_rows: bool,
+    len: usize,
+    unit: usize,
+    units: usize,
+    parts: usize,
+}
+
+impl Split {
+    fn new<K: Microkernel>(p: &Problem<'_>, path: Path, threads: usize) -> Self {
+        let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
+        let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
+        let units = len.div_ceil(unit);
+        Split {
+            by_rows,
+            len,
+            unit,
+            units,
+            parts: threads.min(units).max(1),
+        }
+    }
+
+    /// Part `t` of `p`.
+    fn part<'a>(&self, p: &Problem<'a>, t: usize) -> Problem<'a> {
+        let (u0, u1) = (
+            self.units * t / self.parts,
+            self.units * (t + 1) / self.parts,
+        );
+        let (s0, s1) = (u0 * self.unit, (u1 * self.unit).min(self.len));
+        let mut q = *p;
+        // SAFETY (pointer offsets): s0 < len, so the offsets stay inside the operands.
+        unsafe {
+            if self.by_rows {
+                q.m = s1 - s0;
+                q.a.ptr = p.a.ptr.add(s0 * p.a.rs);
+                q.c = p.c.add(s0 * p.rsc);
+                q.z = p.z.wrapping_add(s0 * p.rsz);
+            } else {
+                q.n = s1 - s0;
+                q.b.ptr = p.b.ptr.wrapping_add(s0 * p.b.cs);
+                q.packed = p.packed.map(|pk| Prepacked {
+                    j0: pk.j0 + s0,
+                    ..pk
+                });
+                q.c = p.c.add(s0 * p.csc);
+                q.z = p.z.wrapping_add(s0 * p.csz);
+                q.bias = p.bias.map(|b| &b[s0..s1]);
             }
-            q
-        })
-        .collect()
+        }
+        q
+    }
 }
 
 /// One thread's share.
@@ -316,6 +336,17 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
     let kc = p.packed.map_or(p.k.max(1), |pk| pk.kc);
     let k_blocks = p.k.div_ceil(kc).max(1);
     let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, p.n.next_multiple_of(nr));
+    // A ragged last panel of raw B (one K block) is copied, zero-padded, once per call.
+    let tail_j0 = p.n / nr * nr;
+    let tail = (p.packed.is_none() && tail_j0 < p.n).then(|| {
+        let panel = grown(&mut ws.b, nr * p.k);
+        // SAFETY: the k × (n − tail_j0) block at column tail_j0 is inside B.
+        unsafe {
+            let src = p.b.ptr.add(tail_j0);
+            pack_b(nr, Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel);
+        }
+        panel.as_ptr()
+    });
     for i0 in (0..p.m).step_by(K::MR) {
         let rows = K::MR.min(p.m - i0);
         for kb in 0..k_blocks {
@@ -331,16 +362,11 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
                     // SAFETY: pc starts a K block; j0 is a multiple of NR inside n.
                     Some(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr, kcb * nr),
                     // SAFETY: row pc and column j0 < n are inside B.
-                    None if cols == width => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs, nr),
-                    None => {
-                        let panel = grown(&mut ws.b, nr * kcb);
-                        // SAFETY: the kcb × cols block at (pc, j0) is inside B.
-                        unsafe {
-                            let src = p.b.ptr.add(pc * p.b.rs + j0);
-                            pack_b(nr, Block { ptr: src, ..p.b }, kcb, cols, panel);
-                        }
-                        (panel.as_ptr(), nr, 0)
-                    }
+                    None => match tail {
+                        Some(panel) if j0 == tail_j0 => (panel, nr, 0),
+                        // SAFETY: row pc and column j0 < n are inside B.
+                        _ => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs, nr),
+                    },
                 };
                 let t = Tile {
                     kc: kcb,

@@ -171,8 +171,9 @@ pub(crate) fn activate<S: SimdF32>(act: Activation, x: S) -> S {
     let six = S::splat(6.0);
     match act {
         Activation::Linear | Activation::Softmax | Activation::LogSoftmax => x,
-        Activation::Relu => x.max(zero),
-        Activation::Relu6 => x.max(zero).min(six),
+        // Selects, not max/min, so NaN propagates like the scalar formulas.
+        Activation::Relu => zero.select_gt(x, zero, x),
+        Activation::Relu6 => x.select_gt(six, six, zero.select_gt(x, zero, x)),
         Activation::LeakyRelu => x.select_gt(zero, x, x.mul(S::splat(LEAKY_RELU_SLOPE as f32))),
         Activation::Elu => x.select_gt(zero, x, exp(x).sub(one)),
         Activation::Selu => {
