@@ -295,3 +295,34 @@ fn gpu_divergence_is_an_error() {
         "{err:?}"
     );
 }
+
+/// Logits through a linear output (the fused kernel's other branch) with RMSprop and an L2
+/// kernel penalty (both run through the host on the GPU backend) match the CPU too.
+#[test]
+fn logits_rmsprop_and_regularizer_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let (x, y) = toy(40, 6);
+    fn build<B: Backend>(backend: B) -> Sequential<B> {
+        let mut m = Sequential::with_backend(backend, &[FEATURES]).seed(9);
+        m.add(Dense::new(13).activation("tanh").kernel_regularizer("l2"))
+            .unwrap();
+        m.add(Dense::new(CLASSES)).unwrap();
+        let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+        m.compile("rmsprop", loss, &[Metric::Accuracy]).unwrap();
+        m
+    }
+    let (mut g, mut c) = (build(gpu), build(Cpu::default()));
+    for step in 0..2 {
+        let gs = g.train_on_batch(&x, &y).unwrap();
+        let cs = c.train_on_batch(&x, &y).unwrap();
+        assert!(
+            (gs.loss - cs.loss).abs() < 1e-5,
+            "step {step}: {gs:?} vs {cs:?}"
+        );
+        assert_close(
+            "weights",
+            &g.get_weights().unwrap(),
+            &c.get_weights().unwrap(),
+        );
+    }
+}
