@@ -1,11 +1,14 @@
 //! The seam between the model and the hardware: the few operations a Dense layer's training step
-//! needs, over buffers the backend owns. The CPU implements it here; a GPU backend implements
-//! the same trait with its own `Buffer`, so [`Sequential`](super::Sequential) runs unchanged.
+//! needs, over buffers the backend owns. The CPU implements it here; the GPU
+//! (`backend_gpu.rs`) implements the same trait with device buffers, so
+//! [`Sequential`](super::Sequential) runs unchanged.
 //!
 //! The matrix operations are required. Loss, activation-gradient, regularizer and constraint
 //! operations have default implementations that copy to the host and back, so a new backend
-//! works before it has kernels for them; the CPU overrides them all (no copies).
-
+//! works before it has kernels for them; the CPU overrides them all (no copies). A device
+//! backend also keeps the training set ([`Backend::upload_dataset`], [`Backend::gather_rows`])
+//! and the running loss sums ([`Backend::accumulate_loss`]) where it computes, so a step need
+//! not wait for the host.
 use std::fmt;
 
 use super::constraint::Constraint;

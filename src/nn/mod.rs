@@ -17,8 +17,9 @@
 //! # }
 //! ```
 //!
-//! The model runs on a [`Backend`]: the CPU (`densecore::cpu::Cpu`) implements it; a GPU
-//! backend implements the same trait.
+//! The model runs on a [`Backend`], chosen at construction: the CPU (`densecore::cpu::Cpu`,
+//! the default) or, with the `gpu` feature, `GpuBackend`, which keeps the whole training step
+//! on the device (`Sequential::with_backend(GpuBackend::new()?, &[28, 28])`).
 
 pub mod backend;
 #[cfg(feature = "gpu")]

@@ -936,7 +936,9 @@ impl<B: Backend> Sequential<B> {
 
     /// Trains for `opts.epochs` epochs of shuffled minibatches; returns the per-epoch history.
     /// A NaN or infinite loss stops training with [`Error::NonFinite`] naming epoch and step
-    /// (the weights keep the values of the last finite step).
+    /// (the weights keep the values of the last finite step). A backend that reads the loss
+    /// only every [`Backend::stats_interval`] steps (the GPU) still names the first bad step,
+    /// but stops at the next read, with the weights of the step before it.
     pub fn fit<'a>(
         &mut self,
         x: impl Into<TensorView<'a>>,
