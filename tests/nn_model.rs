@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use densecore::Error;
+use densecore::cpu::Cpu;
 use densecore::nn::{
     Constraint, Dense, FitOptions, Flatten, Metric, Sequential, Sgd, Tensor, Verbose,
 };
@@ -280,6 +281,36 @@ fn training_is_reproducible_with_a_seed() {
     assert_eq!(h1, h2);
     assert_eq!(w1, w2);
     assert_ne!(w1, w3);
+}
+
+/// The CPU backend splits kernels, the minibatch gather and the optimizer step between threads
+/// (the MNIST shapes at batch 64 are large enough for all three), never a sum: every thread
+/// count trains to the same bits.
+#[test]
+fn training_does_not_depend_on_the_thread_count() {
+    let mut data = Vec::with_capacity(192 * 784);
+    let mut s = 9u32;
+    for _ in 0..192 * 784 {
+        s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        data.push((s >> 8) as f32 / (1 << 24) as f32);
+    }
+    let x = Tensor::new(&[192, 28, 28], data).unwrap();
+    let y = Tensor::new(&[192], (0..192).map(|i| (i % 10) as f32).collect()).unwrap();
+    let run = |threads| {
+        let cpu = Cpu::default().with_threads(threads).unwrap();
+        let mut m = Sequential::with_backend(cpu, &[28, 28]).seed(3);
+        m.add(Flatten::new()).unwrap();
+        m.add(Dense::new(128).activation("relu")).unwrap();
+        m.add(Dense::new(10).activation("softmax")).unwrap();
+        m.compile("adam", "sparse_categorical_crossentropy", &[])
+            .unwrap();
+        let h = m.fit(&x, &y, &quiet(2, 64)).unwrap();
+        let p = m.predict(&x, 64).unwrap();
+        (h.metrics, m.get_weights().unwrap(), p)
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
 }
 
 #[test]

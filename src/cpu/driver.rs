@@ -185,7 +185,7 @@ thread_local! {
 
 /// Flops a thread must get before another is woken: waking a pool thread costs 10–50 µs here,
 /// which small problems (the GEMMs of a batch-32 training step) do not earn back.
-const MIN_FLOPS_PER_THREAD: usize = 1 << 23;
+const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
 
 /// Runs `p` on `path` with microkernel `K`, splitting the output between up to `threads`
 /// threads of `pool`.

@@ -190,6 +190,11 @@ impl Cpu {
         self.pool.as_ref().map_or(1, |p| p.current_num_threads())
     }
 
+    /// The thread pool, when there is more than one thread.
+    pub(crate) fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool.as_deref()
+    }
+
     /// `y = act(x·w + bias)`: `x` is m×k, `w` k×n (the Keras kernel layout), `bias` n, `y` m×n.
     /// Bias and activation are applied in the microkernel's epilogue (softmax/log_softmax right
     /// after each row block). NaN and ∞ in the inputs propagate as in IEEE arithmetic.

@@ -207,6 +207,35 @@ pub(crate) fn activate<S: SimdF32>(act: Activation, x: S) -> S {
     }
 }
 
+/// The elementwise activation's derivative at `z` on one register, for the backward pass's
+/// gate (row-wise activations have none: 1). The piecewise-linear ones are selects, exactly
+/// their scalar formulas; the others run [`Activation::derivative`] lane by lane, since the
+/// gate is applied once per output while the sum behind it costs k FMAs.
+#[inline(always)]
+pub(crate) fn derivative<S: SimdF32>(act: Activation, z: S) -> S {
+    let zero = S::splat(0.0);
+    let one = S::splat(1.0);
+    match act {
+        Activation::Linear | Activation::Softmax | Activation::LogSoftmax => one,
+        // `z > 0` is false for NaN, as in the scalar formulas.
+        Activation::Relu => z.select_gt(zero, one, zero),
+        Activation::Relu6 => z.select_gt(zero, S::splat(6.0).select_gt(z, one, zero), zero),
+        Activation::LeakyRelu => z.select_gt(zero, one, S::splat(LEAKY_RELU_SLOPE as f32)),
+        _ => {
+            const MAX_LANES: usize = 16;
+            debug_assert!(S::LANES <= MAX_LANES);
+            let mut lanes = [0.0f32; MAX_LANES];
+            // SAFETY: `lanes` holds MAX_LANES ≥ LANES floats.
+            unsafe { z.store(lanes.as_mut_ptr()) };
+            for l in &mut lanes[..S::LANES] {
+                *l = act.derivative(*l).unwrap_or(1.0);
+            }
+            // SAFETY: as above.
+            unsafe { S::load(lanes.as_ptr()) }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

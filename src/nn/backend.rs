@@ -116,12 +116,20 @@ fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 }
 
 /// Operations a training step runs, on buffers of f32 the backend owns.
-pub trait Backend: Clone + fmt::Debug {
+pub trait Backend: Clone + fmt::Debug + Send + Sync {
     /// Storage for `len` f32 values (on the device for an accelerator).
-    type Buffer: fmt::Debug;
+    type Buffer: fmt::Debug + Send + Sync;
 
     /// A short description for logs ("cpu avx2, 2 threads").
     fn describe(&self) -> String;
+
+    /// Runs `f`, a loop of many backend calls (`fit`, `evaluate`, `predict`), where the
+    /// backend's work runs: the CPU runs it on one of its pool's threads, so each kernel splits
+    /// its work without a hand-off and the serial code between kernels does not compete for the
+    /// cores with idle pool threads.
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
 
     /// A zero-filled buffer of `len` values.
     fn alloc(&self, len: usize) -> Result<Self::Buffer>;
@@ -361,6 +369,45 @@ pub(crate) fn host_loss<B: Backend>(
     }
 }
 
+/// Values per thread below which a minibatch gather stays on one thread.
+const MIN_GATHER_PER_THREAD: usize = 1 << 14;
+
+/// Parameters per thread below which an optimizer step stays on one thread: its memory traffic
+/// then takes less time than handing half of it to another thread.
+const MIN_UPDATE_PER_THREAD: usize = 1 << 15;
+
+/// `opt.update` on `parts` contiguous pieces in parallel. The update is elementwise, so the
+/// result does not depend on the split.
+fn update_parts(
+    opt: &Optimizer,
+    step: u64,
+    param: &mut [f32],
+    grad: &[f32],
+    slots: &mut [&mut [f32]],
+    parts: usize,
+) -> Result<()> {
+    if parts <= 1 {
+        return opt.update(step, param, grad, slots);
+    }
+    // Pieces start on 64-byte boundaries, for the vector loop.
+    let mid = (param.len() * (parts / 2) / parts)
+        .next_multiple_of(16)
+        .min(param.len());
+    let (p0, p1) = param.split_at_mut(mid);
+    let (g0, g1) = grad.split_at(mid);
+    let mut lo: [&mut [f32]; Optimizer::MAX_SLOTS] = Default::default();
+    let mut hi: [&mut [f32]; Optimizer::MAX_SLOTS] = Default::default();
+    for ((slot, l), h) in slots.iter_mut().zip(&mut lo).zip(&mut hi) {
+        (*l, *h) = std::mem::take(slot).split_at_mut(mid);
+    }
+    let n = slots.len();
+    let (a, b) = rayon::join(
+        || update_parts(opt, step, p0, g0, &mut lo[..n], parts / 2),
+        || update_parts(opt, step, p1, g1, &mut hi[..n], parts - parts / 2),
+    );
+    a.and(b)
+}
+
 /// The default [`Backend::update`]: the optimizer on host copies.
 pub(crate) fn update_on_host<B: Backend>(
     b: &B,
@@ -382,7 +429,8 @@ pub(crate) fn update_on_host<B: Backend>(
             b.read(buf, &mut v).map(|_| v)
         })
         .collect::<Result<Vec<_>>>()?;
-    opt.update(step, &mut p, &g, &mut s)?;
+    let mut views: Vec<&mut [f32]> = s.iter_mut().map(Vec::as_mut_slice).collect();
+    opt.update(step, &mut p, &g, &mut views)?;
     b.write(param, &p)?;
     for (buf, v) in slots.iter_mut().zip(&s) {
         b.write(buf, v)?;
@@ -550,13 +598,27 @@ impl Backend for Cpu {
         _staging: &mut Vec<f32>,
     ) -> Result<()> {
         let dst = prefix_mut(dst, rows.len() * row_len, "write destination")?;
-        for (d, &r) in dst.chunks_exact_mut(row_len.max(1)).zip(rows) {
+        let copy = |(d, &r): (&mut [f32], &usize)| {
             let s = src
                 .get(r * row_len..(r + 1) * row_len)
                 .ok_or_else(|| Error::InvalidArgument(format!("row {r} is outside the source")))?;
             d.copy_from_slice(s);
+            Ok(())
+        };
+        let row_len = row_len.max(1);
+        // Rows come from anywhere in a large training set, so the copy waits on memory; two
+        // threads keep twice as many reads in flight.
+        let parts = self.threads().min(dst.len() / MIN_GATHER_PER_THREAD).max(1);
+        match self.pool() {
+            Some(pool) if parts > 1 => pool.install(|| {
+                use rayon::prelude::*;
+                dst.par_chunks_exact_mut(row_len)
+                    .zip(rows)
+                    .with_min_len(rows.len().div_ceil(parts))
+                    .try_for_each(copy)
+            }),
+            _ => dst.chunks_exact_mut(row_len).zip(rows).try_for_each(copy),
         }
-        Ok(())
     }
 
     fn dense(
@@ -635,7 +697,33 @@ impl Backend for Cpu {
     ) -> Result<()> {
         let param = prefix_mut(param, len, "parameter")?;
         let grad = prefix(grad, len, "gradient")?;
-        opt.update(step, param, grad, slots)
+        if slots.len() != opt.slots() {
+            return Err(Error::InvalidArgument(format!(
+                "{opt} update: {} state vectors (expected {})",
+                slots.len(),
+                opt.slots()
+            )));
+        }
+        let count = slots.len();
+        let mut views: [&mut [f32]; Optimizer::MAX_SLOTS] = Default::default();
+        for (view, slot) in views.iter_mut().zip(slots.iter_mut()) {
+            *view = prefix_mut(slot, len, "optimizer state")?;
+        }
+        let views = &mut views[..count];
+        let parts = self.threads().min(len / MIN_UPDATE_PER_THREAD).max(1);
+        match self.pool() {
+            Some(pool) if parts > 1 => {
+                pool.install(|| update_parts(opt, step, param, grad, views, parts))
+            }
+            _ => opt.update(step, param, grad, views),
+        }
+    }
+
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match self.pool() {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
     }
 
     fn act_grad(

@@ -946,6 +946,16 @@ impl<B: Backend> Sequential<B> {
         opts: &FitOptions<'_>,
     ) -> Result<History> {
         let (x, y) = (x.into(), y.into());
+        let backend = self.backend.clone();
+        backend.install(|| self.fit_views(x, y, opts))
+    }
+
+    fn fit_views(
+        &mut self,
+        x: TensorView<'_>,
+        y: TensorView<'_>,
+        opts: &FitOptions<'_>,
+    ) -> Result<History> {
         self.check_data(&x, &y)?;
         check_finite(&x)?;
         if opts.batch_size == 0 {
@@ -1113,7 +1123,8 @@ impl<B: Backend> Sequential<B> {
         self.check_data(&x, &y)?;
         check_finite(&x)?;
         let metrics = self.compiled()?.metrics.clone();
-        let r = self.evaluate_running(&x, &y, batch_size)?;
+        let backend = self.backend.clone();
+        let r = backend.install(|| self.evaluate_running(&x, &y, batch_size))?;
         Ok(Evaluation {
             loss: r.loss(),
             accuracy: metrics.contains(&Metric::Accuracy).then(|| r.accuracy()),
@@ -1134,15 +1145,19 @@ impl<B: Backend> Sequential<B> {
         let mut out = vec![0.0; x.len() * out_len];
         let batch = batch_size.clamp(1, x.len().max(1));
         self.ensure_workspace(batch)?;
-        for start in (0..x.len()).step_by(batch) {
-            let end = (start + batch).min(x.len());
-            self.load(&x.slice(start..end)?, None)?;
-            self.forward(end - start, false)?;
-            let ws = self.ws.as_ref().expect("workspace allocated");
-            let y = &ws.acts.last().expect("one Acts per Dense").y;
-            self.backend
-                .read(y, &mut out[start * out_len..end * out_len])?;
-        }
+        let backend = self.backend.clone();
+        backend.install(|| {
+            for start in (0..x.len()).step_by(batch) {
+                let end = (start + batch).min(x.len());
+                self.load(&x.slice(start..end)?, None)?;
+                self.forward(end - start, false)?;
+                let ws = self.ws.as_ref().expect("workspace allocated");
+                let y = &ws.acts.last().expect("one Acts per Dense").y;
+                self.backend
+                    .read(y, &mut out[start * out_len..end * out_len])?;
+            }
+            Ok::<_, Error>(())
+        })?;
         let shape: Vec<usize> = std::iter::once(x.len()).chain(out_shape).collect();
         Tensor::new(&shape, out)
     }

@@ -166,6 +166,9 @@ impl Optimizer {
         }
     }
 
+    /// The most state vectors any optimizer keeps (centered RMSprop with momentum).
+    pub const MAX_SLOTS: usize = 3;
+
     /// State vectors kept per parameter (each as long as the parameter).
     pub fn slots(&self) -> usize {
         match self {
@@ -181,7 +184,7 @@ impl Optimizer {
         step: u64,
         param: &mut [f32],
         grad: &[f32],
-        slots: &mut [Vec<f32>],
+        slots: &mut [&mut [f32]],
     ) -> Result<()> {
         let n = param.len();
         if grad.len() != n || slots.len() != self.slots() || slots.iter().any(|s| s.len() < n) {

@@ -3,7 +3,7 @@
 //! instantiate it with their register type.
 
 use crate::activation::Activation;
-use crate::cpu::simd::{SimdF32, activate};
+use crate::cpu::simd::{SimdF32, activate, derivative};
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
@@ -169,17 +169,16 @@ unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
 ) {
     let lanes = S::LANES;
     let nr = NV * lanes;
-    // Full tiles of row-contiguous C go straight to memory; edge
-    // tiles, strided C and tiles with a second output go through a stack tile, so nothing
-    // outside the views is touched.
+    // Full tiles of row-contiguous C (and z) go straight to memory; edge tiles and strided
+    // outputs go through stack tiles, so nothing outside the views is touched.
     let (m, n) = (t.m.min(MR), t.n);
-    let direct = m == MR && n == nr && t.ccs == 1 && epi.z == ZMode::Unused;
+    let direct = m == MR && n == nr && t.ccs == 1 && (epi.z == ZMode::Unused || t.zcs == 1);
     let mut buf = [0.0f32; MAX_TILE];
     let mut pre = [0.0f32; MAX_TILE];
-    let (ct, crs) = if direct {
-        (t.c, t.crs)
+    let ((ct, crs), (zt, zrs)) = if direct {
+        ((t.c, t.crs), (t.z, t.zrs))
     } else {
-        (buf.as_mut_ptr(), nr)
+        ((buf.as_mut_ptr(), nr), (pre.as_mut_ptr(), nr))
     };
     #[inline(always)]
     fn each(m: usize, n: usize, mut f: impl FnMut(usize, usize)) {
@@ -196,49 +195,109 @@ unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
             *ct.add(i * nr + j) = *t.c.add(i * t.crs + j * t.ccs)
         });
     }
+    if !direct && matches!(epi.z, ZMode::Gate(_)) {
+        // SAFETY: (i, j) is inside the valid m × n corner of z and of pre.
+        each(m, n, |i, j| unsafe {
+            *zt.add(i * nr + j) = *t.z.add(i * t.zrs + j * t.zcs)
+        });
+    }
     let bias: [S; NV] = std::array::from_fn(|v| match epi.bias {
         // SAFETY: the bias panel holds NR values.
         Some(p) => unsafe { S::load(p.add(v * lanes)) },
         None => S::splat(0.0),
     });
-    let (alpha, beta) = (S::splat(epi.alpha), S::splat(epi.beta));
-    let store_pre = epi.z == ZMode::Store;
-    for (i, row) in acc.iter().enumerate() {
-        for (v, (&r, &bv)) in row.iter().zip(&bias).enumerate() {
-            // SAFETY: direct: the full tile is valid in C; otherwise ct is the MR × NR buffer.
-            unsafe {
-                let p = ct.add(i * crs + v * lanes);
-                let mut r = r.mul(alpha);
-                if epi.beta != 0.0 {
-                    r = S::load(p).mul_add(beta, r);
-                }
-                let r = r.add(bv);
-                if store_pre {
-                    r.store(pre.as_mut_ptr().add(i * nr + v * lanes));
-                }
-                activate(epi.act, r).store(p);
-            }
+    let out = Out {
+        c: ct,
+        crs,
+        z: zt,
+        zrs,
+    };
+    // One loop per z mode, so the common no-z loop carries no per-register branch.
+    // SAFETY (all three): forwarded contract; `pz` is inside z's tile (see `Out`).
+    unsafe {
+        match epi.z {
+            ZMode::Unused => finish(
+                acc,
+                &bias,
+                epi,
+                out,
+                #[inline(always)]
+                |_, y, _| y,
+            ),
+            ZMode::Store => finish(
+                acc,
+                &bias,
+                epi,
+                out,
+                #[inline(always)]
+                |r, y, pz| {
+                    r.store(pz);
+                    y
+                },
+            ),
+            ZMode::Gate(g) => finish(
+                acc,
+                &bias,
+                epi,
+                out,
+                #[inline(always)]
+                |_, y, pz| y.mul(derivative(g, S::load(pz))),
+            ),
         }
     }
     if direct {
         return;
     }
-    match epi.z {
-        ZMode::Unused => {}
-        // SAFETY: (i, j) is inside the valid corner of z.
-        ZMode::Store => each(m, n, |i, j| unsafe {
-            *t.z.add(i * t.zrs + j * t.zcs) = pre[i * nr + j]
-        }),
-        // SAFETY: as above, reading z.
-        ZMode::Gate(act) => each(m, n, |i, j| unsafe {
-            let d = act
-                .derivative(*t.z.add(i * t.zrs + j * t.zcs))
-                .unwrap_or(1.0);
-            *ct.add(i * nr + j) *= d;
-        }),
+    if epi.z == ZMode::Store {
+        // SAFETY: (i, j) is inside the valid corner of z and of pre.
+        each(m, n, |i, j| unsafe {
+            *t.z.add(i * t.zrs + j * t.zcs) = *zt.add(i * nr + j)
+        });
     }
     // SAFETY: (i, j) is inside the valid m × n corner of C and of buf.
     each(m, n, |i, j| unsafe {
         *t.c.add(i * t.crs + j * t.ccs) = *ct.add(i * nr + j)
     });
+}
+
+/// Where a tile's epilogue writes: C (and z) in memory for a direct tile, else the stack tiles.
+#[derive(Clone, Copy)]
+struct Out {
+    c: *mut f32,
+    crs: usize,
+    /// Null when the epilogue has no z.
+    z: *mut f32,
+    zrs: usize,
+}
+
+/// `c ← with_z(r, act(r), z)` with `r = alpha·acc + beta·c + bias`, register by register;
+/// `with_z` stores or reads the register's z and returns what goes to C.
+///
+/// # Safety
+/// `out.c` (and `out.z` when `with_z` touches it) hold `MR` rows of `NV·LANES` floats.
+#[inline(always)]
+unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
+    acc: &[[S; NV]; MR],
+    bias: &[S; NV],
+    epi: &Epilogue,
+    out: Out,
+    with_z: impl Fn(S, S, *mut f32) -> S,
+) {
+    let lanes = S::LANES;
+    let (alpha, beta) = (S::splat(epi.alpha), S::splat(epi.beta));
+    for (i, row) in acc.iter().enumerate() {
+        for (v, (&r, &bv)) in row.iter().zip(bias).enumerate() {
+            // SAFETY: (i, v) is inside the tile (caller).
+            unsafe {
+                let p = out.c.add(i * out.crs + v * lanes);
+                let mut r = r.mul(alpha);
+                if epi.beta != 0.0 {
+                    r = S::load(p).mul_add(beta, r);
+                }
+                let r = r.add(bv);
+                let pz = out.z.wrapping_add(i * out.zrs + v * lanes);
+                with_z(r, activate(epi.act, r), pz).store(p);
+            }
+        }
+    }
 }
