@@ -92,7 +92,7 @@ pub(crate) unsafe fn prepack<K: Microkernel>(
                 ptr: b.ptr.add(pc * b.rs),
                 ..b
             };
-            pack_b(K::NR, src, kcb, n, &mut out[pc * n_pad..(pc + kcb) * n_pad]);
+            pack_b::<K>(src, kcb, n, &mut out[pc * n_pad..(pc + kcb) * n_pad]);
         }
     }
 }
@@ -343,7 +343,7 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
         // SAFETY: the k × (n − tail_j0) block at column tail_j0 is inside B.
         unsafe {
             let src = p.b.ptr.add(tail_j0);
-            pack_b(nr, Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel);
+            pack_b::<K>(Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel);
         }
         panel.as_ptr()
     });
@@ -444,7 +444,7 @@ unsafe fn blocked<K: Microkernel>(
                             ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
                             ..p.b
                         };
-                        pack_b(nr, src, kcb, ncb, bp);
+                        pack_b::<K>(src, kcb, ncb, bp);
                     }
                     bp.as_ptr()
                 }
@@ -457,7 +457,7 @@ unsafe fn blocked<K: Microkernel>(
                 let (ap, ars, acs, a_panel) = if pack_a_blocks {
                     let ap = grown(a, mcb.next_multiple_of(mr) * kcb);
                     // SAFETY: rows ic..ic+mcb and columns pc..pc+kcb are inside A.
-                    unsafe { pack_a(mr, Block { ptr: src, ..p.a }, mcb, kcb, ap) };
+                    unsafe { pack_a::<K>(Block { ptr: src, ..p.a }, mcb, kcb, ap) };
                     (ap.as_ptr(), 1, mr, mr * kcb)
                 } else {
                     (src, p.a.rs, p.a.cs, mr * p.a.rs)

@@ -13,11 +13,14 @@ pub(crate) struct Block {
     pub cs: usize,
 }
 
-/// Packs the `mc × kc` block of A into `MR`-row panels in `out` (⌈mc/MR⌉·MR·kc values).
+use super::kernel::Microkernel;
+
+/// Packs the `mc × kc` block of A into `K::MR`-row panels in `out` (⌈mc/MR⌉·MR·kc values).
 ///
 /// # Safety
 /// Every (i, p) with i < mc, p < kc is readable in `a`; `out` holds the packed size.
-pub(crate) unsafe fn pack_a(mr: usize, a: Block, mc: usize, kc: usize, out: &mut [f32]) {
+pub(crate) unsafe fn pack_a<K: Microkernel>(a: Block, mc: usize, kc: usize, out: &mut [f32]) {
+    let mr = K::MR;
     if kc == 0 {
         return;
     }
@@ -28,6 +31,23 @@ pub(crate) unsafe fn pack_a(mr: usize, a: Block, mc: usize, kc: usize, out: &mut
     {
         let i0 = panel * mr;
         let rows = mr.min(mc - i0);
+        if a.rs == 1 {
+            // Column-major A (a transposed operand, e.g. xᵀ in dW = xᵀ·dZ): each K step's
+            // MR values are adjacent; MR is a constant here, so this is a few vector moves.
+            for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+                // SAFETY: rows i0..i0+rows and column p < kc are inside the block.
+                let src = unsafe { a.ptr.add(i0 + p * a.cs) };
+                for (i, d) in d.iter_mut().enumerate() {
+                    // SAFETY: as above, for i < rows.
+                    *d = if i < rows {
+                        unsafe { *src.add(i) }
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            continue;
+        }
         for i in 0..rows {
             // SAFETY: row i0 + i < mc is inside the block.
             let src = unsafe { a.ptr.add((i0 + i) * a.rs) };
@@ -42,11 +62,12 @@ pub(crate) unsafe fn pack_a(mr: usize, a: Block, mc: usize, kc: usize, out: &mut
     }
 }
 
-/// Packs the `kc × nc` block of B into `NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values).
+/// Packs the `kc × nc` block of B into `K::NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values).
 ///
 /// # Safety
 /// Every (p, j) with p < kc, j < nc is readable in `b`; `out` holds the packed size.
-pub(crate) unsafe fn pack_b(nr: usize, b: Block, kc: usize, nc: usize, out: &mut [f32]) {
+pub(crate) unsafe fn pack_b<K: Microkernel>(b: Block, kc: usize, nc: usize, out: &mut [f32]) {
+    let nr = K::NR;
     if kc == 0 {
         return;
     }
@@ -62,12 +83,13 @@ pub(crate) unsafe fn pack_b(nr: usize, b: Block, kc: usize, nc: usize, out: &mut
             // SAFETY: row p < kc and columns j0..j0+cols < nc are inside the block.
             unsafe {
                 let src = b.ptr.add(p * b.rs + j0 * b.cs);
-                if b.cs == 1 {
-                    std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), cols);
-                } else {
-                    for (j, d) in row[..cols].iter_mut().enumerate() {
-                        *d = *src.add(j * b.cs);
-                    }
+                if b.cs == 1 && cols == nr {
+                    // NR is a constant here: a fixed-size copy, not a memcpy call per row.
+                    row.copy_from_slice(std::slice::from_raw_parts(src, nr));
+                    continue;
+                }
+                for (j, d) in row[..cols].iter_mut().enumerate() {
+                    *d = *src.add(j * b.cs);
                 }
             }
             row[cols..].fill(0.0);

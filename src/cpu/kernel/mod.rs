@@ -169,16 +169,33 @@ unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
 ) {
     let lanes = S::LANES;
     let nr = NV * lanes;
-    // Full tiles of row-contiguous C (and z) go straight to memory; edge tiles and strided
-    // outputs go through stack tiles, so nothing outside the views is touched.
+    let bias: [S; NV] = std::array::from_fn(|v| match epi.bias {
+        // SAFETY: the bias panel holds NR values.
+        Some(p) => unsafe { S::load(p.add(v * lanes)) },
+        None => S::splat(0.0),
+    });
+    // Full tiles of row-contiguous C (and z) go straight to memory.
     let (m, n) = (t.m.min(MR), t.n);
-    let direct = m == MR && n == nr && t.ccs == 1 && (epi.z == ZMode::Unused || t.zcs == 1);
+    if m == MR && n == nr && t.ccs == 1 && (epi.z == ZMode::Unused || t.zcs == 1) {
+        let out = Out {
+            c: t.c,
+            crs: t.crs,
+            z: t.z,
+            zrs: t.zrs,
+        };
+        // SAFETY: the full tile is inside C (and z).
+        unsafe { finish(acc, &bias, epi, out) };
+        return;
+    }
+    // Edge tiles and strided outputs go through stack tiles, so nothing outside the views is
+    // touched.
     let mut buf = [0.0f32; MAX_TILE];
     let mut pre = [0.0f32; MAX_TILE];
-    let ((ct, crs), (zt, zrs)) = if direct {
-        ((t.c, t.crs), (t.z, t.zrs))
-    } else {
-        ((buf.as_mut_ptr(), nr), (pre.as_mut_ptr(), nr))
+    let out = Out {
+        c: buf.as_mut_ptr(),
+        crs: nr,
+        z: pre.as_mut_ptr(),
+        zrs: nr,
     };
     #[inline(always)]
     fn each(m: usize, n: usize, mut f: impl FnMut(usize, usize)) {
@@ -188,75 +205,29 @@ unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
             }
         }
     }
-
-    if !direct && epi.beta != 0.0 {
+    if epi.beta != 0.0 {
         // SAFETY: (i, j) is inside the valid m × n corner of C and of buf.
         each(m, n, |i, j| unsafe {
-            *ct.add(i * nr + j) = *t.c.add(i * t.crs + j * t.ccs)
+            *out.c.add(i * nr + j) = *t.c.add(i * t.crs + j * t.ccs)
         });
     }
-    if !direct && matches!(epi.z, ZMode::Gate(_)) {
+    if matches!(epi.z, ZMode::Gate(_)) {
         // SAFETY: (i, j) is inside the valid m × n corner of z and of pre.
         each(m, n, |i, j| unsafe {
-            *zt.add(i * nr + j) = *t.z.add(i * t.zrs + j * t.zcs)
+            *out.z.add(i * nr + j) = *t.z.add(i * t.zrs + j * t.zcs)
         });
     }
-    let bias: [S; NV] = std::array::from_fn(|v| match epi.bias {
-        // SAFETY: the bias panel holds NR values.
-        Some(p) => unsafe { S::load(p.add(v * lanes)) },
-        None => S::splat(0.0),
-    });
-    let out = Out {
-        c: ct,
-        crs,
-        z: zt,
-        zrs,
-    };
-    // One loop per z mode, so the common no-z loop carries no per-register branch.
-    // SAFETY (all three): forwarded contract; `pz` is inside z's tile (see `Out`).
-    unsafe {
-        match epi.z {
-            ZMode::Unused => finish(
-                acc,
-                &bias,
-                epi,
-                out,
-                #[inline(always)]
-                |_, y, _| y,
-            ),
-            ZMode::Store => finish(
-                acc,
-                &bias,
-                epi,
-                out,
-                #[inline(always)]
-                |r, y, pz| {
-                    r.store(pz);
-                    y
-                },
-            ),
-            ZMode::Gate(g) => finish(
-                acc,
-                &bias,
-                epi,
-                out,
-                #[inline(always)]
-                |_, y, pz| y.mul(derivative(g, S::load(pz))),
-            ),
-        }
-    }
-    if direct {
-        return;
-    }
+    // SAFETY: buf and pre hold MR × NR values.
+    unsafe { finish(acc, &bias, epi, out) };
     if epi.z == ZMode::Store {
         // SAFETY: (i, j) is inside the valid corner of z and of pre.
         each(m, n, |i, j| unsafe {
-            *t.z.add(i * t.zrs + j * t.zcs) = *zt.add(i * nr + j)
+            *t.z.add(i * t.zrs + j * t.zcs) = *out.z.add(i * nr + j)
         });
     }
     // SAFETY: (i, j) is inside the valid m × n corner of C and of buf.
     each(m, n, |i, j| unsafe {
-        *t.c.add(i * t.crs + j * t.ccs) = *ct.add(i * nr + j)
+        *t.c.add(i * t.crs + j * t.ccs) = *out.c.add(i * nr + j)
     });
 }
 
@@ -270,13 +241,60 @@ struct Out {
     zrs: usize,
 }
 
-/// `c ← with_z(r, act(r), z)` with `r = alpha·acc + beta·c + bias`, register by register;
-/// `with_z` stores or reads the register's z and returns what goes to C.
+/// `c ← act(r)` with `r = alpha·acc + beta·c + bias`, register by register, and z: `r` stored
+/// to it, or `c` multiplied by `act'(z)` read from it.
 ///
 /// # Safety
-/// `out.c` (and `out.z` when `with_z` touches it) hold `MR` rows of `NV·LANES` floats.
+/// `out.c` (and `out.z` when the epilogue uses z) hold `MR` rows of `NV·LANES` floats.
 #[inline(always)]
 unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
+    acc: &[[S; NV]; MR],
+    bias: &[S; NV],
+    epi: &Epilogue,
+    out: Out,
+) {
+    // One loop per z mode, so the common no-z loop carries no per-register branch. The
+    // closures must be inlined: they are compiled without the kernel's target features.
+    // SAFETY (all three): forwarded contract; `pz` is inside z's tile when z is used.
+    unsafe {
+        match epi.z {
+            ZMode::Unused => each_register(
+                acc,
+                bias,
+                epi,
+                out,
+                #[inline(always)]
+                |_, y, _| y,
+            ),
+            ZMode::Store => each_register(
+                acc,
+                bias,
+                epi,
+                out,
+                #[inline(always)]
+                |r, y, pz| {
+                    r.store(pz);
+                    y
+                },
+            ),
+            ZMode::Gate(g) => each_register(
+                acc,
+                bias,
+                epi,
+                out,
+                #[inline(always)]
+                |_, y, pz| y.mul(derivative(g, S::load(pz))),
+            ),
+        }
+    }
+}
+
+/// The loop of [`finish`]: `with_z(r, act(r), pz)` goes to C; `pz` is the register's place in z.
+///
+/// # Safety
+/// As [`finish`].
+#[inline(always)]
+unsafe fn each_register<S: SimdF32, const MR: usize, const NV: usize>(
     acc: &[[S; NV]; MR],
     bias: &[S; NV],
     epi: &Epilogue,
@@ -295,6 +313,7 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
                     r = S::load(p).mul_add(beta, r);
                 }
                 let r = r.add(bv);
+                // z may be null when unused: the offset is then taken, never read.
                 let pz = out.z.wrapping_add(i * out.zrs + v * lanes);
                 with_z(r, activate(epi.act, r), pz).store(p);
             }
