@@ -601,3 +601,42 @@ fn nan_propagates_through_relu() {
         }
     }
 }
+
+/// A with rows a page or more apart and a wide output is packed, not read in place (see
+/// `driver::plan`): small integers, so every kernel must give the exact sums.
+#[test]
+fn far_apart_rows_of_a_are_packed_exactly() {
+    let (m, k, n) = (20, 1030, 520);
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i / k + i % k) % 3) as f32 - 1.0)
+        .collect();
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i / n * (i % n)) % 5) as f32 - 2.0)
+        .collect();
+    let bias: Vec<f32> = (0..n).map(|j| (j % 7) as f32).collect();
+    let mut want = vec![f32::NAN; m * n];
+    let (xv, wv) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, k, n));
+    reference::dense(
+        xv,
+        wv,
+        Some(&bias),
+        Activation::Relu,
+        MatMut::row_major(&mut want, m, n),
+    )
+    .unwrap();
+    for cpu in kernels() {
+        for threads in [1, 2] {
+            let cpu = cpu.clone().with_threads(threads).unwrap();
+            let mut y = vec![f32::NAN; m * n];
+            cpu.dense(
+                xv,
+                wv,
+                Some(&bias),
+                Activation::Relu,
+                MatMut::row_major(&mut y, m, n),
+            )
+            .unwrap();
+            assert_eq!(y, want, "{:?}, {threads} threads", cpu.kernel());
+        }
+    }
+}

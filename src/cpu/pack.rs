@@ -24,41 +24,34 @@ pub(crate) unsafe fn pack_a<K: Microkernel>(a: Block, mc: usize, kc: usize, out:
     if kc == 0 {
         return;
     }
-    for (panel, dst) in out
-        .chunks_exact_mut(mr * kc)
-        .take(mc.div_ceil(mr))
-        .enumerate()
-    {
-        let i0 = panel * mr;
-        let rows = mr.min(mc - i0);
-        if a.rs == 1 {
-            // Column-major A (a transposed operand, e.g. xᵀ in dW = xᵀ·dZ): each K step's
-            // MR values are adjacent; MR is a constant here, so this is a few vector moves.
+    // Each K step's MR values are written together, so `out` fills front to back; MR is a
+    // constant here, so the step is unrolled. Column-major A (a transposed operand, e.g. xᵀ in
+    // dW = xᵀ·dZ) gets its own copy of the loop, where the MR values are adjacent.
+    #[inline(always)]
+    fn panels(mr: usize, a: Block, rs: usize, mc: usize, kc: usize, out: &mut [f32]) {
+        for (panel, dst) in out
+            .chunks_exact_mut(mr * kc)
+            .take(mc.div_ceil(mr))
+            .enumerate()
+        {
+            let i0 = panel * mr;
+            let rows = mr.min(mc - i0);
             for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
-                // SAFETY: rows i0..i0+rows and column p < kc are inside the block.
-                let src = unsafe { a.ptr.add(i0 + p * a.cs) };
                 for (i, d) in d.iter_mut().enumerate() {
-                    // SAFETY: as above, for i < rows.
+                    // SAFETY: row i0 + i < mc and column p < kc are inside the block (caller).
                     *d = if i < rows {
-                        unsafe { *src.add(i) }
+                        unsafe { *a.ptr.add((i0 + i) * rs + p * a.cs) }
                     } else {
                         0.0
                     };
                 }
             }
-            continue;
         }
-        for i in 0..rows {
-            // SAFETY: row i0 + i < mc is inside the block.
-            let src = unsafe { a.ptr.add((i0 + i) * a.rs) };
-            for p in 0..kc {
-                // SAFETY: p < kc is inside the block.
-                dst[p * mr + i] = unsafe { *src.add(p * a.cs) };
-            }
-        }
-        for p in 0..kc {
-            dst[p * mr + rows..(p + 1) * mr].fill(0.0);
-        }
+    }
+    if a.rs == 1 {
+        panels(mr, a, 1, mc, kc, out);
+    } else {
+        panels(mr, a, a.rs, mc, kc, out);
     }
 }
 
