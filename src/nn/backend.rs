@@ -370,7 +370,7 @@ pub(crate) fn host_loss<B: Backend>(
 }
 
 /// Values per thread below which a minibatch gather stays on one thread.
-const MIN_GATHER_PER_THREAD: usize = 1 << 14;
+const MIN_GATHER_PER_THREAD: usize = 1 << 13;
 
 /// Parameters per thread below which an optimizer step stays on one thread: its memory traffic
 /// then takes less time than handing half of it to another thread.
