@@ -187,8 +187,10 @@ thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::default();
 }
 
-/// Flops a thread must get before another is woken: waking a pool thread costs 10–50 µs here,
-/// which small problems (the GEMMs of a batch-32 training step) do not earn back.
+/// Flops a thread must get before another is woken: handing work to a pool thread costs
+/// microseconds when it is awake and tens of them when it sleeps, which problems under a few
+/// MFLOP do not earn back (a batch-32 training step's 6.4 MFLOP GEMMs do, run from inside the
+/// pool as `fit` runs them).
 const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
 
 /// Runs `p` on `path` with microkernel `K`, splitting the output between up to `threads`
