@@ -239,7 +239,15 @@ struct Split {
 
 impl Split {
     fn new<K: Microkernel>(p: &Problem<'_>, path: Path, threads: usize) -> Self {
-        let by_rows = p.act.is_row_wise() || (path != Path::Thin && p.m / K::MR >= p.n / K::NR);
+        // Each part packs what it reads of B (and of A where A is packed): columns for the
+        // thin path and wherever A is read in place, so no part copies what another copies
+        // too; otherwise the longer side. Row-wise activations need whole rows.
+        let by_rows = p.act.is_row_wise()
+            || match path {
+                Path::Thin => false,
+                Path::Blocked { pack_a: false, .. } => p.n.div_ceil(K::NR) < threads,
+                Path::Blocked { pack_a: true, .. } => p.m / K::MR >= p.n / K::NR,
+            };
         let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
         let units = len.div_ceil(unit);
         Split {
