@@ -8,8 +8,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
 
-use wgpu::util::DeviceExt;
-
 use super::context::{AdapterClass, Context};
 use super::matrix::{GpuMatrix, GpuRef};
 use super::shader::{Body, GemmShader, softmax_rows_source};
@@ -226,18 +224,61 @@ fn storage_entry(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
+/// Every kernel's parameters: one slot of the [`ParamsRing`], picked by a dynamic offset.
 fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
             ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: false,
-            min_binding_size: None,
+            has_dynamic_offset: true,
+            min_binding_size: wgpu::BufferSize::new(PARAMS_BYTES),
         },
         count: None,
     }
 }
+
+/// Bytes of one kernel's parameters (the largest uniform struct of the shaders).
+const PARAMS_BYTES: u64 = 32;
+
+/// Parameter slots in a [`ParamsRing`]: more than the passes of one submission.
+pub(crate) const PARAMS_SLOTS: usize = 256;
+
+/// One uniform buffer for every kernel's parameters: a submission's kernels take consecutive
+/// slots, written with one queue write just before it, so no kernel call creates a buffer.
+pub(crate) struct ParamsRing {
+    buffer: wgpu::Buffer,
+    /// Bytes between slots (the adapter's uniform offset alignment).
+    stride: usize,
+}
+
+impl ParamsRing {
+    pub(crate) fn new(ctx: &Context) -> Self {
+        let stride =
+            (ctx.limits().min_uniform_buffer_offset_alignment as usize).max(PARAMS_BYTES as usize);
+        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel params"),
+            size: (PARAMS_SLOTS * stride) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self { buffer, stride }
+    }
+}
+
+/// Which bind group layout a dispatch uses.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum Layout {
+    Gemm,
+    Rows,
+    Train,
+}
+
+/// Storage buffers bound after the parameters, at most (the GEMM's six).
+const MAX_STORAGE: usize = 6;
+
+/// A bind group's identity: its layout and its storage buffers in binding order.
+pub(crate) type BindKey = (Layout, [Option<wgpu::Buffer>; MAX_STORAGE]);
 
 impl Kernels {
     pub(crate) fn new(ctx: &Context) -> Result<Self> {
@@ -340,6 +381,7 @@ impl Kernels {
 pub(crate) struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
+    params: [u32; 8],
     groups: (u32, u32, u32),
 }
 
@@ -537,34 +579,24 @@ impl Gpu {
             beta: ep.beta,
             pad: [0; 3],
         };
-        let device = ctx.device();
         let placeholder = &self.kernels.placeholder;
         ctx.scoped(|| {
-            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("gemm params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &self.kernels.gemm_layout,
-                entries: &[
-                    entry(0, &params),
-                    entry(1, a.matrix.buffer()),
-                    entry(2, b.matrix.buffer()),
-                    entry(3, ep.bias.map_or(placeholder, GpuMatrix::buffer)),
-                    entry(4, ep.gate.map_or(placeholder, |(z, _)| z.buffer())),
-                    entry(5, c.buffer()),
-                    entry(
-                        6,
-                        ep.z_out
-                            .map_or(&self.kernels.placeholder_out, GpuMatrix::buffer),
-                    ),
+            let bind_group = self.bind_group(
+                Layout::Gemm,
+                &[
+                    a.matrix.buffer(),
+                    b.matrix.buffer(),
+                    ep.bias.map_or(placeholder, GpuMatrix::buffer),
+                    ep.gate.map_or(placeholder, |(z, _)| z.buffer()),
+                    c.buffer(),
+                    ep.z_out
+                        .map_or(&self.kernels.placeholder_out, GpuMatrix::buffer),
                 ],
-            });
+            );
             let gemm = Dispatch {
                 pipeline: self.kernels.pipeline(ctx, PipelineKey::Gemm(shader)),
                 bind_group,
+                params: bytemuck::cast(params),
                 groups,
             };
             let rows = match ep.act.is_row_wise() {
@@ -582,27 +614,20 @@ impl Gpu {
         let limit = ctx.limits().max_compute_workgroups_per_dimension as usize;
         let x_groups = y.rows().min(limit);
         let y_groups = workgroups(ctx, y.rows().div_ceil(x_groups), "row blocks")?;
-        let device = ctx.device();
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("softmax params"),
-            contents: bytemuck::bytes_of(&RowParams {
-                rows: y.rows() as u32,
-                cols: y.cols() as u32,
-                pad: [0; 2],
-            }),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &self.kernels.rows_layout,
-            entries: &[entry(0, &params), entry(1, y.buffer())],
-        });
+        let params = RowParams {
+            rows: y.rows() as u32,
+            cols: y.cols() as u32,
+            pad: [0; 2],
+        };
         let key = PipelineKey::SoftmaxRows {
             log: act == Activation::LogSoftmax,
         };
+        let mut words = [0; 8];
+        words[..4].copy_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(&params)));
         Ok(Dispatch {
             pipeline: self.kernels.pipeline(ctx, key),
-            bind_group,
+            bind_group: self.bind_group(Layout::Rows, &[y.buffer()]),
+            params: words,
             groups: (x_groups as u32, y_groups, 1),
         })
     }
@@ -617,31 +642,18 @@ impl Gpu {
         groups: u32,
     ) -> Result<()> {
         let ctx = &self.ctx;
-        let device = ctx.device();
         ctx.scoped(|| {
-            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("train params"),
-                contents: bytemuck::cast_slice(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let storage = (0..TRAIN_BINDINGS).map(|i| {
+            let storage: [&wgpu::Buffer; TRAIN_BINDINGS] = std::array::from_fn(|i| {
                 buffers
                     .get(i)
                     .copied()
                     .flatten()
                     .unwrap_or(&self.kernels.train_placeholders[i])
             });
-            let entries: Vec<_> = std::iter::once(entry(0, &params))
-                .chain(storage.enumerate().map(|(i, b)| entry(i as u32 + 1, b)))
-                .collect();
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &self.kernels.train_layout,
-                entries: &entries,
-            });
             let dispatch = Dispatch {
                 pipeline: self.kernels.pipeline(ctx, PipelineKey::Train(kernel)),
-                bind_group,
+                bind_group: self.bind_group(Layout::Train, &storage),
+                params: *params,
                 groups: (groups, 1, 1),
             };
             self.submit(dispatch, None);
@@ -652,13 +664,24 @@ impl Gpu {
     /// them, or with [`Gpu::batched`] adds them to the pending command buffer.
     fn submit(&self, first: Dispatch, second: Option<Dispatch>) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let (encoder, passes) = &mut *pending;
+        let Pending {
+            encoder,
+            passes,
+            params,
+        } = &mut *pending;
         let encoder = encoder.get_or_insert_with(|| {
             self.ctx
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor::default())
         });
+        let stride = self.params.stride;
         for d in std::iter::once(first).chain(second) {
+            // `batched` keeps a submission's passes below the ring's slots.
+            debug_assert!(*passes < PARAMS_SLOTS);
+            let offset = *passes * stride;
+            params.resize(offset + stride, 0);
+            params[offset..offset + PARAMS_BYTES as usize]
+                .copy_from_slice(bytemuck::bytes_of(&d.params));
             *passes += 1;
             let timestamps = self.next_timestamps();
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -672,26 +695,69 @@ impl Gpu {
                 }),
             });
             pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.set_bind_group(0, &d.bind_group, &[offset as u32]);
             pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
         }
         if self.batch_passes.is_none_or(|limit| *passes >= limit) {
-            Self::submit_pending(&self.ctx, &mut pending);
+            self.submit_pending(&mut pending);
         }
     }
 
-    /// Submits the pending command buffer, if any.
-    pub(crate) fn submit_pending(ctx: &Context, pending: &mut Pending) {
-        if let Some(encoder) = pending.0.take() {
-            ctx.queue().submit([encoder.finish()]);
+    /// Submits the pending command buffer, if any, after writing its kernels' parameters.
+    pub(crate) fn submit_pending(&self, pending: &mut Pending) {
+        if let Some(encoder) = pending.encoder.take() {
+            let queue = self.ctx.queue();
+            // Queue writes land before the next submission, and after the ones before it.
+            queue.write_buffer(&self.params.buffer, 0, &pending.params);
+            queue.submit([encoder.finish()]);
         }
-        pending.1 = 0;
+        pending.passes = 0;
+        pending.params.clear();
     }
-}
 
-fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
+    /// The bind group of `layout` over the parameter ring and `storage`. While batched
+    /// (training), bind groups are kept by their buffers until the next flush, so the steps
+    /// between two reads create none; otherwise each call makes its own.
+    fn bind_group(&self, layout: Layout, storage: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let make = || {
+            let device = self.ctx.device();
+            let params = wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.params.buffer,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(PARAMS_BYTES),
+                }),
+            };
+            let entries: [wgpu::BindGroupEntry<'_>; MAX_STORAGE + 1] =
+                std::array::from_fn(|i| match i.checked_sub(1).and_then(|j| storage.get(j)) {
+                    Some(b) => wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: b.as_entire_binding(),
+                    },
+                    None => params.clone(),
+                });
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: match layout {
+                    Layout::Gemm => &self.kernels.gemm_layout,
+                    Layout::Rows => &self.kernels.rows_layout,
+                    Layout::Train => &self.kernels.train_layout,
+                },
+                entries: &entries[..=storage.len()],
+            })
+        };
+        if self.batch_passes.is_none() {
+            return make();
+        }
+        let key: BindKey = (
+            layout,
+            std::array::from_fn(|i| storage.get(i).map(|b| (*b).clone())),
+        );
+        let mut cache = self
+            .bind_groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.entry(key).or_insert_with(make).clone()
     }
 }

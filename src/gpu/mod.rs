@@ -27,12 +27,13 @@ mod matrix;
 mod shader;
 pub(crate) mod train;
 
+use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 pub use context::{AdapterClass, AdapterSummary, Context};
 pub use dense::GemmKernel;
-use dense::Kernels;
+use dense::{BindKey, Kernels, PARAMS_SLOTS, ParamsRing};
 pub use matrix::{GpuMatrix, GpuRef};
 /// The wgpu version this backend is built on (for [`Context::with_backends`] and limits).
 pub use wgpu;
@@ -61,10 +62,20 @@ pub struct Gpu {
     pending: Mutex<Pending>,
     /// Compute passes per submission; `None` submits each operation at once.
     batch_passes: Option<usize>,
+    /// Every kernel's parameters.
+    params: ParamsRing,
+    /// Bind groups kept while batched (see `Gpu::bind_group`).
+    bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
 }
 
-/// The command buffer being recorded and the compute passes in it.
-type Pending = (Option<wgpu::CommandEncoder>, usize);
+/// The command buffer being recorded, the compute passes in it and their parameters (one
+/// ring slot each).
+#[derive(Default)]
+pub(crate) struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    passes: usize,
+    params: Vec<u8>,
+}
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,13 +95,16 @@ impl Gpu {
     /// Uses an existing device context.
     pub fn with_context(ctx: Context) -> Result<Self> {
         let kernels = Kernels::new(&ctx)?;
+        let params = ParamsRing::new(&ctx);
         Ok(Self {
             ctx,
             kernels,
             forced: None,
             timer: Mutex::new(None),
-            pending: Mutex::new((None, 0)),
+            pending: Mutex::new(Pending::default()),
             batch_passes: None,
+            params,
+            bind_groups: Mutex::new(HashMap::new()),
         })
     }
 
@@ -114,15 +128,24 @@ impl Gpu {
     /// submitting it, instead of one submission per operation: fewer submissions while the
     /// host records the next steps. Reads, writes and [`Gpu::synchronize`] submit what is
     /// pending first, so results are the same.
+    /// While batched, bind groups are also kept for reuse until the next [`Gpu::flush`] (which
+    /// reads and writes do), so the steps between two reads create none. `passes` is at most
+    /// 254.
     pub fn batched(mut self, passes: usize) -> Self {
-        self.batch_passes = Some(passes.max(1));
+        // A submission may hold one pass more than the limit (GEMM + softmax rows).
+        self.batch_passes = Some(passes.clamp(1, PARAMS_SLOTS - 2));
         self
     }
 
-    /// Submits the recorded work that [`Gpu::batched`] holds back.
+    /// Submits the recorded work that [`Gpu::batched`] holds back, and drops the kept bind
+    /// groups (they hold their buffers alive).
     pub fn flush(&self) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::submit_pending(&self.ctx, &mut pending);
+        self.submit_pending(&mut pending);
+        self.bind_groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Uses the tile shapes (and default variants) tuned for `class` instead of the adapter's
