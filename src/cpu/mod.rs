@@ -195,6 +195,17 @@ impl Cpu {
         self.pool.as_deref()
     }
 
+    /// The pool and how many threads share `work` units when each must get at least
+    /// `min_per_thread` of them; `None` when the work stays on the calling thread.
+    pub(crate) fn split(
+        &self,
+        work: usize,
+        min_per_thread: usize,
+    ) -> Option<(&rayon::ThreadPool, usize)> {
+        let parts = self.threads().min(work / min_per_thread);
+        self.pool().filter(|_| parts > 1).map(|pool| (pool, parts))
+    }
+
     /// `y = act(x·w + bias)`: `x` is m×k, `w` k×n (the Keras kernel layout), `bias` n, `y` m×n.
     /// Bias and activation are applied in the microkernel's epilogue (softmax/log_softmax right
     /// after each row block). NaN and ∞ in the inputs propagate as in IEEE arithmetic.

@@ -182,13 +182,13 @@ struct GemmParams {
     pad: [u32; 3],
 }
 
-/// `Rows` in `shaders/softmax_rows.wgsl` (padded to 16 bytes).
+/// `Rows` in `shaders/softmax_rows.wgsl` (padded to a ring slot's 32 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct RowParams {
     rows: u32,
     cols: u32,
-    pad: [u32; 2],
+    pad: [u32; 6],
 }
 
 /// Compiled pipelines and the layouts they share, for one device.
@@ -617,17 +617,15 @@ impl Gpu {
         let params = RowParams {
             rows: y.rows() as u32,
             cols: y.cols() as u32,
-            pad: [0; 2],
+            pad: [0; 6],
         };
         let key = PipelineKey::SoftmaxRows {
             log: act == Activation::LogSoftmax,
         };
-        let mut words = [0; 8];
-        words[..4].copy_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(&params)));
         Ok(Dispatch {
             pipeline: self.kernels.pipeline(ctx, key),
             bind_group: self.bind_group(Layout::Rows, &[y.buffer()]),
-            params: words,
+            params: bytemuck::cast(params),
             groups: (x_groups as u32, y_groups, 1),
         })
     }

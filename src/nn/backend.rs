@@ -608,16 +608,15 @@ impl Backend for Cpu {
         let row_len = row_len.max(1);
         // Rows come from anywhere in a large training set, so the copy waits on memory; two
         // threads keep twice as many reads in flight.
-        let parts = self.threads().min(dst.len() / MIN_GATHER_PER_THREAD).max(1);
-        match self.pool() {
-            Some(pool) if parts > 1 => pool.install(|| {
+        match self.split(dst.len(), MIN_GATHER_PER_THREAD) {
+            Some((pool, parts)) => pool.install(|| {
                 use rayon::prelude::*;
                 dst.par_chunks_exact_mut(row_len)
                     .zip(rows)
                     .with_min_len(rows.len().div_ceil(parts))
                     .try_for_each(copy)
             }),
-            _ => dst.chunks_exact_mut(row_len).zip(rows).try_for_each(copy),
+            None => dst.chunks_exact_mut(row_len).zip(rows).try_for_each(copy),
         }
     }
 
@@ -710,12 +709,11 @@ impl Backend for Cpu {
             *view = prefix_mut(slot, len, "optimizer state")?;
         }
         let views = &mut views[..count];
-        let parts = self.threads().min(len / MIN_UPDATE_PER_THREAD).max(1);
-        match self.pool() {
-            Some(pool) if parts > 1 => {
+        match self.split(len, MIN_UPDATE_PER_THREAD) {
+            Some((pool, parts)) => {
                 pool.install(|| update_parts(opt, step, param, grad, views, parts))
             }
-            _ => opt.update(step, param, grad, views),
+            None => opt.update(step, param, grad, views),
         }
     }
 
