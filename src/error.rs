@@ -46,6 +46,10 @@ pub enum Error {
     /// A CPU kernel was asked for that this machine (or build) cannot run.
     #[error("kernel {0} is not available on this CPU (available: {1})")]
     KernelUnavailable(&'static str, String),
+    /// A buffer the call needs is too large: its size overflows `usize` or the memory cannot
+    /// be allocated.
+    #[error("cannot allocate {0}")]
+    Allocation(String),
     /// Some input value is not a valid argument (NaN where a finite number is needed, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod activation;
+mod alloc;
 pub mod cpu;
 pub mod error;
 #[cfg(feature = "gpu")]

@@ -67,15 +67,10 @@ impl Prepacked {
     }
 }
 
-/// The packed size of a k × n B for microkernel K with K blocks of `kc`.
-pub(crate) fn packed_len<K: Microkernel>(k: usize, n: usize) -> usize {
-    k * n.next_multiple_of(K::NR)
-}
-
 /// Packs all of B for [`Prepacked`] use.
 ///
 /// # Safety
-/// `b` is readable for k × n; `out` holds `packed_len::<K>(k, n)` floats.
+/// `b` is readable for k × n; `out` holds `k · n.next_multiple_of(K::NR)` floats.
 pub(crate) unsafe fn prepack<K: Microkernel>(
     b: Block,
     k: usize,

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
 use crate::activation::Activation;
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::matrix::{MatMut, MatRef};
 use crate::validate;
@@ -302,22 +303,24 @@ impl Cpu {
     pub fn pack_weights(&self, w: MatRef<'_>) -> Result<PackedWeights> {
         let (k, n) = (w.rows(), w.cols());
         w.validate("w", k, n)?;
-        fn go<K: Microkernel>(w: &MatRef<'_>, kernel: Kernel) -> PackedWeights {
+        fn go<K: Microkernel>(w: &MatRef<'_>, kernel: Kernel) -> Result<PackedWeights> {
             let (k, n) = (w.rows(), w.cols());
             let kc = driver::even_kc(k, CacheSizes::detect().blocking(K::MR, K::NR).kc);
-            let mut data = vec![0.0; driver::packed_len::<K>(k, n)];
-            // SAFETY: w was validated for k × n; data has the packed length.
+            let n_pad = n.checked_next_multiple_of(K::NR).unwrap_or(usize::MAX);
+            let mut data =
+                alloc::filled("packed w", alloc::elements("packed w", &[k, n_pad])?, 0.0)?;
+            // SAFETY: w was validated for k × n; data has the packed length k · n_pad.
             unsafe { driver::prepack::<K>(block(w), k, n, kc, &mut data) };
-            PackedWeights {
+            Ok(PackedWeights {
                 kernel,
                 k,
                 n,
                 kc,
-                n_pad: n.next_multiple_of(K::NR),
+                n_pad,
                 data,
-            }
+            })
         }
-        Ok(dispatch!(self.kernel, K => go::<K>(&w, self.kernel)))
+        dispatch!(self.kernel, K => go::<K>(&w, self.kernel))
     }
 
     /// `y = act(x·w + bias)` with weights packed by [`Cpu::pack_weights`].
