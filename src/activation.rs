@@ -220,6 +220,9 @@ impl Activation {
     pub fn derivative<T: Real>(self, x: T) -> Option<T> {
         let (zero, one) = (T::zero(), T::one());
         let step = |c: bool| if c { one } else { zero };
+        // `x · g` for a factor g that decays faster than x grows: 0 where g is, also where x
+        // (or an intermediate power of it) is infinite in T, as in the limit.
+        let tail = |x: T, g: T| if g == zero { zero } else { x * g };
         Some(match self {
             Self::Softmax | Self::LogSoftmax => return None,
             Self::Linear => one,
@@ -250,13 +253,19 @@ impl Activation {
             Self::Gelu => {
                 let cdf = T::c(0.5) * (one + (x * T::c(std::f64::consts::FRAC_1_SQRT_2)).erf());
                 let pdf = (-T::c(0.5) * x * x).exp() * T::c(0.398_942_280_401_432_7);
-                cdf + x * pdf
+                cdf + tail(x, pdf)
             }
             Self::GeluTanh => {
                 let (a, b) = (T::c(GELU_TANH_SCALE), T::c(GELU_TANH_CUBIC));
                 let t = (a * (x + b * x * x * x)).tanh();
-                T::c(0.5) * (one + t)
-                    + T::c(0.5) * x * (one - t * t) * a * (one + T::c(3.0) * b * x * x)
+                let sech2 = one - t * t;
+                // Where tanh saturates, the slope term is 0 even where x² overflows T.
+                let g = if sech2 == zero {
+                    zero
+                } else {
+                    T::c(0.5) * sech2 * a * (one + T::c(3.0) * b * x * x)
+                };
+                T::c(0.5) * (one + t) + tail(x, g)
             }
             Self::Sigmoid => {
                 let s = sigmoid(x);
@@ -280,11 +289,11 @@ impl Activation {
             }
             Self::Silu => {
                 let s = sigmoid(x);
-                s + x * s * (one - s)
+                s + tail(x, s * (one - s))
             }
             Self::Mish => {
                 let t = softplus(x).tanh();
-                t + x * (one - t * t) * sigmoid(x)
+                t + tail(x, (one - t * t) * sigmoid(x))
             }
             Self::Softplus => sigmoid(x),
             Self::Softsign => {

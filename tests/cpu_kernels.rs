@@ -640,3 +640,145 @@ fn far_apart_rows_of_a_are_packed_exactly() {
         }
     }
 }
+
+/// The IEEE special values and the edges of the exp range (f32 exp overflows just above 88.72
+/// and underflows below −87.34 to denormals, −103.97 to 0).
+const SPECIAL: [f32; 36] = [
+    f32::NAN,
+    -f32::NAN,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    0.0,
+    -0.0,
+    1e-45,
+    -1e-45,
+    f32::MIN_POSITIVE,
+    -f32::MIN_POSITIVE,
+    1e-7,
+    -1e-7,
+    0.5,
+    -0.5,
+    3.0,
+    -3.0,
+    20.5,
+    -20.5,
+    87.3,
+    -87.3,
+    88.7,
+    -88.7,
+    88.72,
+    -88.72,
+    88.723,
+    -88.723,
+    89.0,
+    -89.0,
+    100.0,
+    -100.0,
+    104.0,
+    -104.0,
+    1e30,
+    -1e30,
+    f32::MAX,
+    f32::MIN,
+];
+
+/// `got` is the reference `want` (computed in f64): NaN for NaN, the same infinity, else
+/// within the vector activations' bound.
+fn same_special(got: f32, want: f64) -> bool {
+    let want32 = want as f32;
+    if want32.is_nan() || want32.is_infinite() || got.is_nan() || got.is_infinite() {
+        return got.to_bits() == want32.to_bits() || (got.is_nan() && want32.is_nan());
+    }
+    (got as f64 - want).abs() <= 2.0 * VECTOR_ACTIVATION_TOLERANCE as f64 * (1.0 + want.abs())
+}
+
+/// Every activation and its derivative on every kernel, at every special value: in full tiles
+/// written straight to memory (one row of values) and in edge tiles of the blocked path (one
+/// column), the forward as `dense` and `dense_train`, the derivative as `gemm_act_grad`.
+#[test]
+fn special_values_match_reference() {
+    let n = SPECIAL.len().next_multiple_of(64);
+    let row: Vec<f32> = (0..n).map(|j| SPECIAL[j % SPECIAL.len()]).collect();
+    let m = 80;
+    let col: Vec<f32> = (0..m).map(|i| SPECIAL[i % SPECIAL.len()]).collect();
+    let one = [1.0f32];
+    let mut tested = vec![];
+    for cpu in kernels() {
+        tested.push(cpu.kernel().name());
+        for act in Activation::ALL {
+            for (rows, cols, vals) in [(1, n, &row), (m, 1, &col)] {
+                // y = act(1 · v) with v in w (a row) or in x (a column).
+                let (x, w) = if rows == 1 {
+                    (
+                        MatRef::row_major(&one, 1, 1),
+                        MatRef::row_major(vals, 1, cols),
+                    )
+                } else {
+                    (
+                        MatRef::row_major(vals, rows, 1),
+                        MatRef::row_major(&one, 1, 1),
+                    )
+                };
+                let mut want = vec![0.0f32; rows * cols];
+                reference::dense(x, w, None, act, MatMut::row_major(&mut want, rows, cols))
+                    .unwrap();
+                let mut want64: Vec<f64> = vals.iter().map(|&v| v as f64).collect();
+                if act.is_row_wise() {
+                    want64 = want.iter().map(|&v| v as f64).collect();
+                } else {
+                    want64.iter_mut().for_each(|v| *v = act.apply(*v));
+                }
+                let mut y = vec![0.0f32; rows * cols];
+                cpu.dense(x, w, None, act, MatMut::row_major(&mut y, rows, cols))
+                    .unwrap();
+                let (mut z2, mut y2) = (vec![0.0f32; rows * cols], vec![0.0f32; rows * cols]);
+                cpu.dense_train(
+                    x,
+                    w,
+                    None,
+                    act,
+                    MatMut::row_major(&mut z2, rows, cols),
+                    MatMut::row_major(&mut y2, rows, cols),
+                )
+                .unwrap();
+                for (idx, (&v, &got)) in vals.iter().zip(&y).enumerate() {
+                    assert!(
+                        same_special(got, want64[idx]),
+                        "{} {act}({v}) = {got}, reference {}",
+                        cpu.kernel(),
+                        want64[idx]
+                    );
+                    assert_eq!(got.to_bits(), y2[idx].to_bits(), "{act}({v}): dense_train");
+                    assert!(z2[idx] == v || v.is_nan() && z2[idx].is_nan(), "z of {v}");
+                }
+                if act.is_row_wise() {
+                    continue;
+                }
+                // c = (1 · 1) ⊙ act'(z) = act'(z).
+                let ones = vec![1.0f32; rows.max(cols)];
+                let (a, b) = (
+                    MatRef::row_major(&ones, rows, 1),
+                    MatRef::row_major(&ones, 1, cols),
+                );
+                let mut c = vec![0.0f32; rows * cols];
+                cpu.gemm_act_grad(
+                    a,
+                    b,
+                    MatRef::row_major(vals, rows, cols),
+                    act,
+                    MatMut::row_major(&mut c, rows, cols),
+                )
+                .unwrap();
+                for (&v, &got) in vals.iter().zip(&c) {
+                    let want = act.derivative(v as f64).unwrap();
+                    assert!(
+                        same_special(got, want),
+                        "{} {act}'({v}) = {got}, reference {want}",
+                        cpu.kernel()
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("special values checked on kernels: {}", tested.join(", "));
+}

@@ -37,6 +37,9 @@ pub(crate) trait SimdF32: Copy {
     fn abs(self) -> Self;
     /// Lanewise `if self > o { a } else { b }`.
     fn select_gt(self, o: Self, a: Self, b: Self) -> Self;
+    /// Lanewise `if self.is_nan() { self } else { r }`: puts back the NaN inputs that a
+    /// formula's clamps (`max`/`min` return the other operand for NaN) turned into numbers.
+    fn keep_nan(self, r: Self) -> Self;
     /// Round to the nearest integer.
     fn round(self) -> Self;
     /// `2^self` for integer-valued lanes in [−126, 127].
@@ -81,7 +84,9 @@ pub(crate) fn exp<S: SimdF32>(x: S) -> S {
         .mul(n.min(top).pow2i());
     let e = n.select_gt(top, e.add(e), e);
     let e = x.select_gt(S::splat(88.722_84), S::splat(f32::INFINITY), e);
-    S::splat(-87.336_55).select_gt(x, S::splat(0.0), e)
+    let e = S::splat(-87.336_55).select_gt(x, S::splat(0.0), e);
+    // The clamp above maps NaN to a bound; e^NaN is NaN.
+    x.keep_nan(e)
 }
 
 /// ln(1 + u) for u in [0, 1], with the `(1+u) − 1` correction that keeps tiny u exact.

@@ -62,6 +62,13 @@ impl SimdF32 for F32x8 {
         Self(unsafe { _mm256_blendv_ps(b.0, a.0, _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, o.0)) })
     }
     #[inline(always)]
+    fn keep_nan(self, r: Self) -> Self {
+        // SAFETY: AVX is present (module docs).
+        Self(unsafe {
+            _mm256_blendv_ps(r.0, self.0, _mm256_cmp_ps::<_CMP_UNORD_Q>(self.0, self.0))
+        })
+    }
+    #[inline(always)]
     fn round(self) -> Self {
         // SAFETY: AVX is present (module docs).
         Self(unsafe {

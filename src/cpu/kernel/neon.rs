@@ -58,6 +58,11 @@ impl SimdF32 for F32x4 {
         Self(unsafe { vbslq_f32(vcgtq_f32(self.0, o.0), a.0, b.0) })
     }
     #[inline(always)]
+    fn keep_nan(self, r: Self) -> Self {
+        // SAFETY: NEON is in the aarch64 baseline. x == x is false exactly for NaN lanes.
+        Self(unsafe { vbslq_f32(vceqq_f32(self.0, self.0), r.0, self.0) })
+    }
+    #[inline(always)]
     fn round(self) -> Self {
         // SAFETY: NEON is in the aarch64 baseline.
         Self(unsafe { vrndnq_f32(self.0) })

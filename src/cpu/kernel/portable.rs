@@ -66,6 +66,10 @@ impl SimdF32 for F32x8 {
         Self(self.0.cmp_gt(o.0).blend(a.0, b.0))
     }
     #[inline(always)]
+    fn keep_nan(self, r: Self) -> Self {
+        Self(self.0.is_nan().blend(self.0, r.0))
+    }
+    #[inline(always)]
     fn round(self) -> Self {
         Self(self.0.round())
     }
