@@ -111,6 +111,14 @@ fn dim_n() -> impl Strategy<Value = usize> {
     prop::sample::select(vec![0, 1, 3, 7, 8, 10, 12, 15, 16, 17, 24, 31, 33, 64])
 }
 
+/// `default` property cases, or `DENSECORE_TEST_CASES` of them (CI runs a few under valgrind).
+fn cases(default: u32) -> u32 {
+    std::env::var("DENSECORE_TEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn kernels() -> Vec<Cpu> {
     Kernel::available()
         .into_iter()
@@ -119,7 +127,7 @@ fn kernels() -> Vec<Cpu> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(160))]
+    #![proptest_config(ProptestConfig::with_cases(cases(160)))]
 
     #[test]
     fn dense_matches_reference(
@@ -372,7 +380,7 @@ fn bad_inputs_are_errors() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
     /// The training forward writes y exactly as `dense` does, and z = x·w + b.
     #[test]
@@ -473,7 +481,7 @@ fn gemm_act_grad_refuses_row_wise_activations() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
 
     /// Weights packed once give the reference result, for every batch size and thread count.
     #[test]
