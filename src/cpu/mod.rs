@@ -7,6 +7,7 @@ mod cache;
 mod driver;
 pub(crate) mod kernel;
 mod pack;
+mod peak;
 pub(crate) mod simd;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use kernel::{Microkernel, ZMode};
 use pack::Block;
 
 pub use cache::CacheSizes;
+pub use peak::fma_peak_gflops;
 
 /// Runs `$body` with the type `$K` bound to the microkernel of `$kernel`.
 macro_rules! dispatch {
@@ -31,6 +33,11 @@ macro_rules! dispatch {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2Fma => {
                 type $K = kernel::avx2::Avx2Fma;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                type $K = kernel::avx512::Avx512;
                 $body
             }
             #[cfg(target_arch = "aarch64")]
@@ -45,6 +52,7 @@ macro_rules! dispatch {
         }
     };
 }
+use dispatch;
 pub use simd::VECTOR_ACTIVATION_TOLERANCE;
 
 /// A CPU microkernel.
@@ -55,19 +63,27 @@ pub enum Kernel {
     Portable,
     /// 6×16 AVX2+FMA intrinsics (x86_64, detected at run time).
     Avx2Fma,
+    /// 14×32 AVX-512F intrinsics with masked edges (x86_64, detected at run time).
+    Avx512,
     /// 8×12 NEON intrinsics (aarch64).
     Neon,
 }
 
 impl Kernel {
     /// Every kernel, available here or not.
-    pub const ALL: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2Fma, Kernel::Neon];
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Portable,
+        Kernel::Avx2Fma,
+        Kernel::Avx512,
+        Kernel::Neon,
+    ];
 
     /// The name `DENSECORE_KERNEL` takes.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Portable => "portable",
             Kernel::Avx2Fma => "avx2",
+            Kernel::Avx512 => "avx512",
             Kernel::Neon => "neon",
         }
     }
@@ -81,6 +97,13 @@ impl Kernel {
                 static AVX2_FMA: OnceLock<bool> = OnceLock::new();
                 *AVX2_FMA.get_or_init(|| {
                     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+                })
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                static AVX512: OnceLock<bool> = OnceLock::new();
+                *AVX512.get_or_init(|| {
+                    Kernel::Avx2Fma.is_available() && is_x86_feature_detected!("avx512f")
                 })
             }
             #[cfg(target_arch = "aarch64")]
@@ -138,7 +161,7 @@ impl Default for Cpu {
 }
 
 impl Cpu {
-    /// The default configuration overridden by `DENSECORE_KERNEL` (`portable`, `avx2`, `neon`)
+    /// The default configuration overridden by `DENSECORE_KERNEL` (`portable`, `avx2`, `avx512`, `neon`)
     /// and `DENSECORE_THREADS`, so tests and benchmarks can force a path.
     pub fn from_env() -> Result<Self> {
         let mut cpu = Self::default();

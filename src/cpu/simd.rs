@@ -13,6 +13,9 @@ use crate::activation::{
 /// `1 + |scalar result|`, over all finite f32 inputs (checked by the tests below and in `tests/`).
 pub const VECTOR_ACTIVATION_TOLERANCE: f32 = 4e-6;
 
+/// The most lanes of any register type.
+const MAX_LANES: usize = 16;
+
 /// One SIMD register of f32 lanes.
 ///
 /// Implementations whose instructions need CPU features (AVX2+FMA) may only be used inside
@@ -26,6 +29,32 @@ pub(crate) trait SimdF32: Copy {
     /// # Safety
     /// `p` must be valid for writing `LANES` f32 (no alignment needed).
     unsafe fn store(self, p: *mut f32);
+    /// The first `n` lanes from `p`, the rest 0 (masked where the ISA has masks).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `n ≤ LANES` f32.
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        let mut lanes = [0.0f32; MAX_LANES];
+        // SAFETY: n ≤ LANES ≤ MAX_LANES values are readable at p (caller) and fit `lanes`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, lanes.as_mut_ptr(), n);
+            Self::load(lanes.as_ptr())
+        }
+    }
+    /// Stores the first `n` lanes to `p`; memory past them is not touched.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `n ≤ LANES` f32.
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        let mut lanes = [0.0f32; MAX_LANES];
+        // SAFETY: `lanes` holds LANES values; n ≤ LANES are writable at p (caller).
+        unsafe {
+            self.store(lanes.as_mut_ptr());
+            std::ptr::copy_nonoverlapping(lanes.as_ptr(), p, n);
+        }
+    }
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
@@ -227,7 +256,6 @@ pub(crate) fn derivative<S: SimdF32>(act: Activation, z: S) -> S {
         Activation::Relu6 => z.select_gt(zero, S::splat(6.0).select_gt(z, one, zero), zero),
         Activation::LeakyRelu => z.select_gt(zero, one, S::splat(LEAKY_RELU_SLOPE as f32)),
         _ => {
-            const MAX_LANES: usize = 16;
             debug_assert!(S::LANES <= MAX_LANES);
             let mut lanes = [0.0f32; MAX_LANES];
             // SAFETY: `lanes` holds MAX_LANES ≥ LANES floats.
@@ -239,6 +267,25 @@ pub(crate) fn derivative<S: SimdF32>(act: Activation, z: S) -> S {
             unsafe { S::load(lanes.as_ptr()) }
         }
     }
+}
+
+/// `iters` rounds of 12 independent FMA chains on `S` registers (12 covers 2 FMA pipes × 4
+/// cycles of latency, with room to spare): the FMA peak probe's loop. Returns a lane of the
+/// result so the work cannot be optimized away.
+#[inline(always)]
+pub(crate) fn fma_chains<S: SimdF32>(iters: usize) -> f32 {
+    let (a, b) = (S::splat(0.999_999), S::splat(1e-7));
+    let mut acc = [S::splat(1.0); 12];
+    for _ in 0..iters {
+        for r in &mut acc {
+            *r = r.mul_add(a, b);
+        }
+    }
+    let sum = acc.iter().fold(S::splat(0.0), |s, &r| s.add(r));
+    let mut lanes = [0.0f32; MAX_LANES];
+    // SAFETY: `lanes` holds MAX_LANES ≥ LANES floats.
+    unsafe { sum.store(lanes.as_mut_ptr()) };
+    lanes[0]
 }
 
 #[cfg(test)]

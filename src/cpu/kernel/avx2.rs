@@ -8,9 +8,10 @@
 use std::arch::x86_64::*;
 
 use super::{Epilogue, Microkernel, Tile, tile};
-use crate::cpu::simd::SimdF32;
+use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
 pub(crate) struct F32x8(__m256);
 
 macro_rules! binary {
@@ -135,5 +136,14 @@ impl Microkernel for Avx2Fma {
     unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
         unsafe { tile_wide_avx2(rows, t, epi) }
+    }
+    const LANES: usize = F32x8::LANES;
+    unsafe fn fma_chains(iters: usize) -> f32 {
+        #[target_feature(enable = "avx2,fma")]
+        fn chains(iters: usize) -> f32 {
+            fma_chains::<F32x8>(iters)
+        }
+        // SAFETY: the caller detected the features `chains` is compiled with.
+        unsafe { chains(iters) }
     }
 }

@@ -7,6 +7,8 @@ use crate::cpu::simd::{SimdF32, activate, derivative};
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon;
 pub(crate) mod portable;
@@ -87,10 +89,17 @@ pub(crate) trait Microkernel {
     /// # Safety
     /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
     unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue);
-}
 
-/// Largest `MR·NR` of any tile: the stack tile that edge tiles are computed in.
-const MAX_TILE: usize = 128;
+    /// Lanes of the kernel's register type.
+    const LANES: usize;
+
+    /// `iters` rounds of 12 independent register FMA chains (`simd::fma_chains`), compiled
+    /// with the kernel's features: the FMA peak probe.
+    ///
+    /// # Safety
+    /// The kernel's CPU features exist.
+    unsafe fn fma_chains(iters: usize) -> f32;
+}
 
 /// The one microkernel body, generic over the register type: `MR` rows of `NV` registers
 /// (panels of `PV` registers, `bps` apart in B), with `KP` interleaved sets of accumulators over K (consecutive steps go to different sets and
@@ -112,7 +121,7 @@ pub(crate) unsafe fn tile<
 ) {
     let lanes = S::LANES;
     let nr = NV * lanes;
-    debug_assert!(MR * nr <= MAX_TILE && t.m >= 1 && t.n <= nr);
+    debug_assert!(t.m >= 1 && t.n <= nr);
     // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
     let arow: [*const f32; MR] =
         std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
@@ -174,28 +183,32 @@ unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
         Some(p) => unsafe { S::load(p.add(v * lanes)) },
         None => S::splat(0.0),
     });
-    // Full tiles of row-contiguous C (and z) go straight to memory.
     let (m, n) = (t.m.min(MR), t.n);
-    if m == MR && n == nr && t.ccs == 1 && (epi.z == ZMode::Unused || t.zcs == 1) {
+    // Row-contiguous C (and z) is written in place, edge columns by partial (masked) loads and
+    // stores: nothing outside the valid corner is touched.
+    if t.ccs == 1 && (epi.z == ZMode::Unused || t.zcs == 1) {
         let out = Out {
             c: t.c,
             crs: t.crs,
             z: t.z,
             zrs: t.zrs,
+            m,
+            n,
         };
-        // SAFETY: the full tile is inside C (and z).
+        // SAFETY: the m × n corner is inside C (and z).
         unsafe { finish(acc, &bias, epi, out) };
         return;
     }
-    // Edge tiles and strided outputs go through stack tiles, so nothing outside the views is
-    // touched.
-    let mut buf = [0.0f32; MAX_TILE];
-    let mut pre = [0.0f32; MAX_TILE];
+    // Strided outputs go through stack tiles of exactly the register tile's size.
+    let mut buf = [[S::splat(0.0); NV]; MR];
+    let mut pre = [[S::splat(0.0); NV]; MR];
     let out = Out {
-        c: buf.as_mut_ptr(),
+        c: buf.as_mut_ptr().cast::<f32>(),
         crs: nr,
-        z: pre.as_mut_ptr(),
+        z: pre.as_mut_ptr().cast::<f32>(),
         zrs: nr,
+        m: MR,
+        n: nr,
     };
     #[inline(always)]
     fn each(m: usize, n: usize, mut f: impl FnMut(usize, usize)) {
@@ -217,7 +230,7 @@ unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
             *out.z.add(i * nr + j) = *t.z.add(i * t.zrs + j * t.zcs)
         });
     }
-    // SAFETY: buf and pre hold MR × NR values.
+    // SAFETY: buf and pre hold MR × NR values (the register type is plain lanes of f32).
     unsafe { finish(acc, &bias, epi, out) };
     if epi.z == ZMode::Store {
         // SAFETY: (i, j) is inside the valid corner of z and of pre.
@@ -231,7 +244,8 @@ unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
     });
 }
 
-/// Where a tile's epilogue writes: C (and z) in memory for a direct tile, else the stack tiles.
+/// Where a tile's epilogue writes its `m × n` corner: C (and z) in memory for a row-contiguous
+/// tile, else the stack tiles.
 #[derive(Clone, Copy)]
 struct Out {
     c: *mut f32,
@@ -239,13 +253,16 @@ struct Out {
     /// Null when the epilogue has no z.
     z: *mut f32,
     zrs: usize,
+    m: usize,
+    n: usize,
 }
 
 /// `c ← act(r)` with `r = alpha·acc + beta·c + bias`, register by register, and z: `r` stored
 /// to it, or `c` multiplied by `act'(z)` read from it.
 ///
 /// # Safety
-/// `out.c` (and `out.z` when the epilogue uses z) hold `MR` rows of `NV·LANES` floats.
+/// `out.c` (and `out.z` when the epilogue uses z) are valid for the `out.m × out.n` corner of
+/// rows of `NV·LANES` floats.
 #[inline(always)]
 unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
     acc: &[[S; NV]; MR],
@@ -255,7 +272,7 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
 ) {
     // One loop per z mode, so the common no-z loop carries no per-register branch. The
     // closures must be inlined: they are compiled without the kernel's target features.
-    // SAFETY (all three): forwarded contract; `pz` is inside z's tile when z is used.
+    // SAFETY (all three): forwarded contract; `pz` holds `cols` values of z when z is used.
     unsafe {
         match epi.z {
             ZMode::Unused => each_register(
@@ -264,7 +281,7 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
                 epi,
                 out,
                 #[inline(always)]
-                |_, y, _| y,
+                |_, y, _, _| y,
             ),
             ZMode::Store => each_register(
                 acc,
@@ -272,8 +289,8 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
                 epi,
                 out,
                 #[inline(always)]
-                |r, y, pz| {
-                    r.store(pz);
+                |r, y, pz, cols| {
+                    store_cols(r, pz, cols);
                     y
                 },
             ),
@@ -283,13 +300,46 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
                 epi,
                 out,
                 #[inline(always)]
-                |_, y, pz| y.mul(derivative(g, S::load(pz))),
+                |_, y, pz, cols| y.mul(derivative(g, load_cols(pz, cols))),
             ),
         }
     }
 }
 
-/// The loop of [`finish`]: `with_z(r, act(r), pz)` goes to C; `pz` is the register's place in z.
+/// The first `cols` lanes at `p`: a plain load for a whole register.
+///
+/// # Safety
+/// `p` is valid for reading `cols ≤ LANES` f32.
+#[inline(always)]
+unsafe fn load_cols<S: SimdF32>(p: *const f32, cols: usize) -> S {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if cols == S::LANES {
+            S::load(p)
+        } else {
+            S::load_first(p, cols)
+        }
+    }
+}
+
+/// Stores the first `cols` lanes of `v` at `p`: a plain store for a whole register.
+///
+/// # Safety
+/// `p` is valid for writing `cols ≤ LANES` f32.
+#[inline(always)]
+unsafe fn store_cols<S: SimdF32>(v: S, p: *mut f32, cols: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if cols == S::LANES {
+            v.store(p)
+        } else {
+            v.store_first(p, cols)
+        }
+    }
+}
+
+/// The loop of [`finish`]: `with_z(r, act(r), pz, cols)` goes to C; `pz` is the register's
+/// place in z and `cols` its valid lanes.
 ///
 /// # Safety
 /// As [`finish`].
@@ -299,23 +349,27 @@ unsafe fn each_register<S: SimdF32, const MR: usize, const NV: usize>(
     bias: &[S; NV],
     epi: &Epilogue,
     out: Out,
-    with_z: impl Fn(S, S, *mut f32) -> S,
+    with_z: impl Fn(S, S, *mut f32, usize) -> S,
 ) {
     let lanes = S::LANES;
     let (alpha, beta) = (S::splat(epi.alpha), S::splat(epi.beta));
-    for (i, row) in acc.iter().enumerate() {
+    for (i, row) in acc.iter().enumerate().take(out.m) {
         for (v, (&r, &bv)) in row.iter().zip(bias).enumerate() {
-            // SAFETY: (i, v) is inside the tile (caller).
+            let Some(cols) = out.n.checked_sub(v * lanes).filter(|&c| c > 0) else {
+                break;
+            };
+            let cols = cols.min(lanes);
+            // SAFETY: the register's `cols` lanes are inside the corner (caller).
             unsafe {
                 let p = out.c.add(i * out.crs + v * lanes);
                 let mut r = r.mul(alpha);
                 if epi.beta != 0.0 {
-                    r = S::load(p).mul_add(beta, r);
+                    r = load_cols::<S>(p, cols).mul_add(beta, r);
                 }
                 let r = r.add(bv);
                 // z may be null when unused: the offset is then taken, never read.
                 let pz = out.z.wrapping_add(i * out.zrs + v * lanes);
-                with_z(r, activate(epi.act, r), pz).store(p);
+                store_cols(with_z(r, activate(epi.act, r), pz, cols), p, cols);
             }
         }
     }

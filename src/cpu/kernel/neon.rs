@@ -4,9 +4,10 @@
 use std::arch::aarch64::*;
 
 use super::{Epilogue, Microkernel, Tile, tile};
-use crate::cpu::simd::SimdF32;
+use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
 pub(crate) struct F32x4(float32x4_t);
 
 macro_rules! binary {
@@ -115,5 +116,9 @@ impl Microkernel for Neon {
                 _ => tile::<F32x4, 2, 6, 1, 3>(t, epi),
             }
         }
+    }
+    const LANES: usize = F32x4::LANES;
+    unsafe fn fma_chains(iters: usize) -> f32 {
+        fma_chains::<F32x4>(iters)
     }
 }

@@ -6,9 +6,10 @@
 use wide::{CmpGt, f32x8};
 
 use super::{Epilogue, Microkernel, Tile, tile};
-use crate::cpu::simd::SimdF32;
+use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
 pub(crate) struct F32x8(f32x8);
 
 impl SimdF32 for F32x8 {
@@ -119,5 +120,9 @@ impl Microkernel for Portable {
                 _ => tile::<F32x8, 2, 2, 1, 1>(t, epi),
             }
         }
+    }
+    const LANES: usize = F32x8::LANES;
+    unsafe fn fma_chains(iters: usize) -> f32 {
+        fma_chains::<F32x8>(iters)
     }
 }

@@ -1,0 +1,186 @@
+//! The x86_64 AVX-512 microkernel: 14×32, 28 zmm accumulators + 2 for B + 1 broadcast = 31 of
+//! the 32 registers (oneDNN's register formula for two zmm per row; BLIS' skx 32×12 transposed
+//! is the same idea). Edge columns are masked loads and stores, so N = 10 is one masked panel.
+//!
+//! Every `F32x16` method executes AVX-512F instructions. `F32x16` values exist only inside the
+//! functions below, which are compiled with AVX-512F and reached only after the dispatcher
+//! (`cpu::dispatch`) detected it at run time: that is the safety argument of every block below.
+
+use std::arch::x86_64::*;
+
+use super::{Epilogue, Microkernel, Tile, tile};
+use crate::cpu::simd::{SimdF32, fma_chains};
+
+#[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
+pub(crate) struct F32x16(__m512);
+
+macro_rules! binary {
+    ($name:ident, $intrinsic:ident) => {
+        #[inline(always)]
+        fn $name(self, o: Self) -> Self {
+            // SAFETY: AVX-512F is present (module docs).
+            Self(unsafe { $intrinsic(self.0, o.0) })
+        }
+    };
+}
+
+/// The lanes `0..n` of a register.
+#[inline(always)]
+fn first(n: usize) -> __mmask16 {
+    debug_assert!(n <= 16);
+    ((1u32 << n) - 1) as __mmask16
+}
+
+impl SimdF32 for F32x16 {
+    const LANES: usize = 16;
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: AVX-512F is present (module docs).
+        Self(unsafe { _mm512_set1_ps(x) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: 16 readable f32 at p (caller); AVX-512F is present (module docs).
+        Self(unsafe { _mm512_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: 16 writable f32 at p (caller); AVX-512F is present (module docs).
+        unsafe { _mm512_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        // SAFETY: n readable f32 at p (caller); masked-off lanes are not accessed.
+        Self(unsafe { _mm512_maskz_loadu_ps(first(n), p) })
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        // SAFETY: n writable f32 at p (caller); masked-off lanes are not accessed.
+        unsafe { _mm512_mask_storeu_ps(p, first(n), self.0) }
+    }
+    binary!(add, _mm512_add_ps);
+    binary!(sub, _mm512_sub_ps);
+    binary!(mul, _mm512_mul_ps);
+    binary!(div, _mm512_div_ps);
+    binary!(max, _mm512_max_ps);
+    binary!(min, _mm512_min_ps);
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        // SAFETY: AVX-512F is present (module docs).
+        Self(unsafe { _mm512_fmadd_ps(self.0, a.0, b.0) })
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: AVX-512F is present (module docs).
+        Self(unsafe { _mm512_abs_ps(self.0) })
+    }
+    #[inline(always)]
+    fn select_gt(self, o: Self, a: Self, b: Self) -> Self {
+        // SAFETY: AVX-512F is present (module docs). blend takes its second operand where set.
+        Self(unsafe {
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, o.0), b.0, a.0)
+        })
+    }
+    #[inline(always)]
+    fn keep_nan(self, r: Self) -> Self {
+        // SAFETY: AVX-512F is present (module docs).
+        Self(unsafe {
+            _mm512_mask_blend_ps(
+                _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, self.0),
+                r.0,
+                self.0,
+            )
+        })
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        // SAFETY: AVX-512F is present (module docs).
+        Self(unsafe {
+            _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
+        })
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        // SAFETY: AVX-512F is present (module docs).
+        Self(unsafe {
+            let e = _mm512_add_epi32(_mm512_cvtps_epi32(self.0), _mm512_set1_epi32(127));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+        })
+    }
+}
+
+pub(crate) struct Avx512;
+
+/// Every tile shape, compiled with AVX-512F: `rows × 32`, with K-interleaved accumulator sets
+/// for thin tiles so each keeps at least 8 FMA chains in flight.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_avx512(rows: usize, t: &Tile, epi: &Epilogue) {
+    // SAFETY: forwarded contract; this function is compiled with AVX-512F.
+    unsafe {
+        match rows {
+            1 => tile::<F32x16, 1, 2, 4, 2>(t, epi),
+            2 => tile::<F32x16, 2, 2, 2, 2>(t, epi),
+            3 => tile::<F32x16, 3, 2, 2, 2>(t, epi),
+            4 => tile::<F32x16, 4, 2, 1, 2>(t, epi),
+            5 => tile::<F32x16, 5, 2, 1, 2>(t, epi),
+            6 => tile::<F32x16, 6, 2, 1, 2>(t, epi),
+            7 => tile::<F32x16, 7, 2, 1, 2>(t, epi),
+            8 => tile::<F32x16, 8, 2, 1, 2>(t, epi),
+            9 => tile::<F32x16, 9, 2, 1, 2>(t, epi),
+            10 => tile::<F32x16, 10, 2, 1, 2>(t, epi),
+            11 => tile::<F32x16, 11, 2, 1, 2>(t, epi),
+            12 => tile::<F32x16, 12, 2, 1, 2>(t, epi),
+            13 => tile::<F32x16, 13, 2, 1, 2>(t, epi),
+            _ => tile::<F32x16, 14, 2, 1, 2>(t, epi),
+        }
+    }
+}
+
+/// Wide thin tiles: 1×128 (8 accumulators) and 2..6 × 64 (8 to 24), so few rows still read B
+/// rows in long runs with 8+ FMA chains.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_wide_avx512(rows: usize, t: &Tile, epi: &Epilogue) {
+    // SAFETY: forwarded contract; this function is compiled with AVX-512F.
+    unsafe {
+        match rows {
+            1 => tile::<F32x16, 1, 8, 1, 2>(t, epi),
+            2 => tile::<F32x16, 2, 4, 1, 2>(t, epi),
+            3 => tile::<F32x16, 3, 4, 1, 2>(t, epi),
+            4 => tile::<F32x16, 4, 4, 1, 2>(t, epi),
+            5 => tile::<F32x16, 5, 4, 1, 2>(t, epi),
+            _ => tile::<F32x16, 6, 4, 1, 2>(t, epi),
+        }
+    }
+}
+
+impl Microkernel for Avx512 {
+    const MR: usize = 14;
+    const NR: usize = 32;
+    #[inline(always)]
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the caller detected AVX-512F.
+        unsafe { tile_avx512(rows, t, epi) }
+    }
+    fn wide_panels(rows: usize) -> usize {
+        match rows {
+            1 => 4,
+            2..=6 => 2,
+            _ => 1,
+        }
+    }
+    #[inline(always)]
+    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the caller detected AVX-512F.
+        unsafe { tile_wide_avx512(rows, t, epi) }
+    }
+    const LANES: usize = F32x16::LANES;
+    unsafe fn fma_chains(iters: usize) -> f32 {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn chains(iters: usize) -> f32 {
+            fma_chains::<F32x16>(iters)
+        }
+        // SAFETY: the caller detected the features `chains` is compiled with.
+        unsafe { chains(iters) }
+    }
+}
