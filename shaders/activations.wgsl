@@ -4,6 +4,25 @@
 // that file and defines `act` / `act_grad` as one `act_<name>` / `grad_<name>` pair below.
 // WGSL has no expm1, log1p, erf, and `tanh` may overflow in some drivers, so those are here, as
 // in the CPU's vectorized epilogue (src/cpu/simd.rs).
+//
+// NaN: WGSL lets `max`, `min` and `clamp` return either operand for NaN, and a driver's `exp`
+// may clamp its argument (turning NaN into a number, as the CPU's once did). So the generator
+// wraps each function whose reference gives NaN for NaN in `keep_nan`, which puts the input
+// back. Infinities, overflow and signed zeros follow from the formulas (tests/gpu_special_values.rs).
+
+// NaN tested on the bits: drivers may assume float math sees no NaN (Metal's fast math folds
+// `x != x` to false), but not integer math.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_inf(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u;
+}
+
+fn keep_nan(x: f32, r: f32) -> f32 {
+    return select(r, x, is_nan(x));
+}
 
 fn exp_m1(x: f32) -> f32 {
     // exp(x) − 1 cancels near 0: the Taylor series to x⁶ is exact to f32 there.
@@ -98,7 +117,15 @@ fn grad_gelu_tanh(x: f32) -> f32 {
     let a = GELU_TANH_SCALE;
     let b = GELU_TANH_CUBIC;
     let t = tanh_f(a * (x + b * x * x * x));
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * a * (1.0 + 3.0 * b * x * x);
+    let sech2 = 1.0 - t * t;
+    var slope = 0.5 * x * sech2 * a * (1.0 + 3.0 * b * x * x);
+    // Once tanh saturates (|x| ≳ 5, sech² = 0 exactly) the reference's term is 0, but x² may
+    // overflow f32 (|x| ≳ 1e19) and 0·∞ be NaN; at x = ±∞ the reference's 0·∞ is NaN. Spelled
+    // out, since compilers fold 0·x to 0.
+    if sech2 == 0.0 {
+        slope = select(0.0, bitcast<f32>(0x7fc00000u), is_inf(x));
+    }
+    return 0.5 * (1.0 + t) + slope;
 }
 fn grad_sigmoid(x: f32) -> f32 {
     let s = sigmoid(x);
