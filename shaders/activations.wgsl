@@ -16,10 +16,6 @@ fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
-fn is_inf(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u;
-}
-
 fn keep_nan(x: f32, r: f32) -> f32 {
     return select(r, x, is_nan(x));
 }
@@ -76,6 +72,12 @@ fn erf_f(x: f32) -> f32 {
     return select(-y, y, x >= 0.0);
 }
 
+// `x · g` for a factor g that decays faster than x grows, as the reference's derivatives take
+// it: 0 where g is, also at x = ±∞ (where 0·∞ would be NaN), as in the limit.
+fn tail(x: f32, g: f32) -> f32 {
+    return select(x * g, 0.0, g == 0.0);
+}
+
 fn gelu_cdf(x: f32) -> f32 {
     return 0.5 * (1.0 + erf_f(x * 0.70710678118654752));
 }
@@ -111,21 +113,16 @@ fn grad_celu(x: f32) -> f32 { return select(exp(x), 1.0, x > 0.0); }
 fn grad_selu(x: f32) -> f32 { return SELU_SCALE * select(SELU_ALPHA * exp(x), 1.0, x > 0.0); }
 fn grad_gelu(x: f32) -> f32 {
     let pdf = exp(-0.5 * x * x) * 0.3989422804014327;
-    return gelu_cdf(x) + x * pdf;
+    return gelu_cdf(x) + tail(x, pdf);
 }
 fn grad_gelu_tanh(x: f32) -> f32 {
     let a = GELU_TANH_SCALE;
     let b = GELU_TANH_CUBIC;
     let t = tanh_f(a * (x + b * x * x * x));
     let sech2 = 1.0 - t * t;
-    var slope = 0.5 * x * sech2 * a * (1.0 + 3.0 * b * x * x);
-    // Once tanh saturates (|x| ≳ 5, sech² = 0 exactly) the reference's term is 0, but x² may
-    // overflow f32 (|x| ≳ 1e19) and 0·∞ be NaN; at x = ±∞ the reference's 0·∞ is NaN. Spelled
-    // out, since compilers fold 0·x to 0.
-    if sech2 == 0.0 {
-        slope = select(0.0, bitcast<f32>(0x7fc00000u), is_inf(x));
-    }
-    return 0.5 * (1.0 + t) + slope;
+    // Where tanh saturates (|x| ≳ 5) the slope term is 0 even where x² overflows f32.
+    let g = select(0.5 * sech2 * a * (1.0 + 3.0 * b * x * x), 0.0, sech2 == 0.0);
+    return 0.5 * (1.0 + t) + tail(x, g);
 }
 fn grad_sigmoid(x: f32) -> f32 {
     let s = sigmoid(x);
@@ -143,11 +140,11 @@ fn grad_hard_silu(x: f32) -> f32 {
 }
 fn grad_silu(x: f32) -> f32 {
     let s = sigmoid(x);
-    return s + x * s * (1.0 - s);
+    return s + tail(x, s * (1.0 - s));
 }
 fn grad_mish(x: f32) -> f32 {
     let t = tanh_f(softplus(x));
-    return t + x * (1.0 - t * t) * sigmoid(x);
+    return t + tail(x, (1.0 - t * t) * sigmoid(x));
 }
 fn grad_softplus(x: f32) -> f32 { return sigmoid(x); }
 fn grad_softsign(x: f32) -> f32 {
