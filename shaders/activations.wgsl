@@ -4,6 +4,21 @@
 // that file and defines `act` / `act_grad` as one `act_<name>` / `grad_<name>` pair below.
 // WGSL has no expm1, log1p, erf, and `tanh` may overflow in some drivers, so those are here, as
 // in the CPU's vectorized epilogue (src/cpu/simd.rs).
+//
+// NaN: WGSL lets `max`, `min` and `clamp` return either operand for NaN, and a driver's `exp`
+// may clamp its argument (turning NaN into a number, as the CPU's once did). So the generator
+// wraps each function whose reference gives NaN for NaN in `keep_nan`, which puts the input
+// back. Infinities, overflow and signed zeros follow from the formulas (tests/gpu_special_values.rs).
+
+// NaN tested on the bits: drivers may assume float math sees no NaN (Metal's fast math folds
+// `x != x` to false), but not integer math.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn keep_nan(x: f32, r: f32) -> f32 {
+    return select(r, x, is_nan(x));
+}
 
 fn exp_m1(x: f32) -> f32 {
     // exp(x) − 1 cancels near 0: the Taylor series to x⁶ is exact to f32 there.
@@ -57,6 +72,12 @@ fn erf_f(x: f32) -> f32 {
     return select(-y, y, x >= 0.0);
 }
 
+// `x · g` for a factor g that decays faster than x grows, as the reference's derivatives take
+// it: 0 where g is, also at x = ±∞ (where 0·∞ would be NaN), as in the limit.
+fn tail(x: f32, g: f32) -> f32 {
+    return select(x * g, 0.0, g == 0.0);
+}
+
 fn gelu_cdf(x: f32) -> f32 {
     return 0.5 * (1.0 + erf_f(x * 0.70710678118654752));
 }
@@ -92,13 +113,16 @@ fn grad_celu(x: f32) -> f32 { return select(exp(x), 1.0, x > 0.0); }
 fn grad_selu(x: f32) -> f32 { return SELU_SCALE * select(SELU_ALPHA * exp(x), 1.0, x > 0.0); }
 fn grad_gelu(x: f32) -> f32 {
     let pdf = exp(-0.5 * x * x) * 0.3989422804014327;
-    return gelu_cdf(x) + x * pdf;
+    return gelu_cdf(x) + tail(x, pdf);
 }
 fn grad_gelu_tanh(x: f32) -> f32 {
     let a = GELU_TANH_SCALE;
     let b = GELU_TANH_CUBIC;
     let t = tanh_f(a * (x + b * x * x * x));
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * a * (1.0 + 3.0 * b * x * x);
+    let sech2 = 1.0 - t * t;
+    // Where tanh saturates (|x| ≳ 5) the slope term is 0 even where x² overflows f32.
+    let g = select(0.5 * sech2 * a * (1.0 + 3.0 * b * x * x), 0.0, sech2 == 0.0);
+    return 0.5 * (1.0 + t) + tail(x, g);
 }
 fn grad_sigmoid(x: f32) -> f32 {
     let s = sigmoid(x);
@@ -116,11 +140,11 @@ fn grad_hard_silu(x: f32) -> f32 {
 }
 fn grad_silu(x: f32) -> f32 {
     let s = sigmoid(x);
-    return s + x * s * (1.0 - s);
+    return s + tail(x, s * (1.0 - s));
 }
 fn grad_mish(x: f32) -> f32 {
     let t = tanh_f(softplus(x));
-    return t + x * (1.0 - t * t) * sigmoid(x);
+    return t + tail(x, (1.0 - t * t) * sigmoid(x));
 }
 fn grad_softplus(x: f32) -> f32 { return sigmoid(x); }
 fn grad_softsign(x: f32) -> f32 {

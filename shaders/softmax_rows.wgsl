@@ -1,5 +1,7 @@
 // softmax / log_softmax over each row of Y, in place, as `Activation::apply_row` computes it:
-// shift by the row maximum (0 when the maximum is not finite), then exp and sum.
+// shift by the row maximum (0 when the maximum is not finite), then exp and sum. A row with a
+// NaN is all NaN there (the sum is NaN); here that is explicit, since `max` may drop NaN and a
+// driver's `exp` may turn it into a number.
 // One workgroup per row; its WG invocations stride along the row and reduce through workgroup
 // memory. LOG (log_softmax) comes from the generator.
 
@@ -55,10 +57,22 @@ fn main(
     }
     let base = row * R.cols;
     var m = bitcast<f32>(0xff800000u); // −∞
+    var nan = 0.0;
     for (var j = lid.x; j < R.cols; j += WG) {
-        m = max(m, y[base + j]);
+        let v = y[base + j];
+        m = max(m, v);
+        // NaN tested on the bits, which no driver may assume away (as in activations.wgsl).
+        if (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u {
+            nan = 1.0;
+        }
     }
     let row_max = reduce_max(m, lid.x);
+    if reduce_max(nan, lid.x) != 0.0 {
+        for (var j = lid.x; j < R.cols; j += WG) {
+            y[base + j] = bitcast<f32>(0x7fc00000u);
+        }
+        return;
+    }
     let shift = select(0.0, row_max, abs(row_max) <= 3.40282347e38);
     var s = 0.0;
     for (var j = lid.x; j < R.cols; j += WG) {

@@ -32,6 +32,12 @@ fn not_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
+// On the bits, as in activations.wgsl: `clamp` and a driver's `exp` may turn NaN into a number,
+// where the CPU loss is NaN.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     let rows_f = f32(P.rows);
@@ -44,6 +50,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
         var best = 0u;
         var m = y[base];
         var s = 0.0;
+        var nan_row = false;
         for (var j = 0u; j < P.cols; j++) {
             let v = y[base + j];
             if v > m {
@@ -51,6 +58,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
                 best = j;
             }
             s += v;
+            nan_row = nan_row || is_nan(v);
         }
         hits += select(0.0, 1.0, best == label);
         if P.from_logits != 0u {
@@ -59,16 +67,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
             for (var j = 0u; j < P.cols; j++) {
                 e += exp(y[base + j] - shift);
             }
-            let lse = shift + log(e);
+            // A NaN logit makes the CPU's log-sum-exp, so the loss and the whole row of dZ, NaN.
+            let lse = select(shift + log(e), bitcast<f32>(0x7fc00000u), nan_row);
             loss += lse - y[base + label];
             if P.write_grad != 0u {
                 for (var j = 0u; j < P.cols; j++) {
                     let onehot = select(0.0, 1.0, j == label);
-                    dz[base + j] = (exp(y[base + j] - lse) - onehot) / rows_f;
+                    let d = (exp(y[base + j] - lse) - onehot) / rows_f;
+                    dz[base + j] = select(d, lse, nan_row);
                 }
             }
         } else {
-            let p = clamp(y[base + label] / s, EPSILON, 1.0 - EPSILON);
+            let q = y[base + label] / s;
+            let p = select(clamp(q, EPSILON, 1.0 - EPSILON), q, is_nan(q));
             loss -= log(p);
             if P.write_grad != 0u {
                 for (var j = 0u; j < P.cols; j++) {

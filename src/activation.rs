@@ -197,7 +197,12 @@ impl Activation {
                     s * T::c(SELU_ALPHA) * x.exp_m1()
                 }
             }
-            Self::Celu => x.max(zero) + x.exp_m1().min(zero),
+            Self::Celu => {
+                // relu(x) + min(exp(x) − 1, 0) by comparisons: `Float::max`/`min` return the
+                // other operand for NaN, which made celu(NaN) = 0.
+                let e = x.exp_m1();
+                (if x < zero { zero } else { x }) + if e > zero { zero } else { e }
+            }
             Self::Gelu => T::c(0.5) * x * (one + (x * T::c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
             Self::GeluTanh => {
                 let inner = T::c(GELU_TANH_SCALE) * (x + T::c(GELU_TANH_CUBIC) * x * x * x);
@@ -335,7 +340,16 @@ fn sigmoid<T: Real>(x: T) -> T {
 }
 
 fn hard_sigmoid<T: Real>(x: T) -> T {
-    (x + T::c(3.0)).max(T::zero()).min(T::c(6.0)) / T::c(6.0)
+    // relu6(x + 3) / 6 by comparisons, like `Relu6`, so NaN propagates.
+    let u = x + T::c(3.0);
+    let r = if u < T::zero() {
+        T::zero()
+    } else if u > T::c(6.0) {
+        T::c(6.0)
+    } else {
+        u
+    };
+    r / T::c(6.0)
 }
 
 fn softplus<T: Real>(x: T) -> T {
@@ -408,6 +422,31 @@ mod tests {
         let mut row = [1000.0f64, 1000.0];
         Activation::LogSoftmax.apply_row(&mut row);
         assert!(close(row[0], -std::f64::consts::LN_2));
+    }
+
+    #[test]
+    fn nan_propagates_through_every_activation() {
+        for a in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+            assert!(a.apply(f64::NAN).is_nan(), "{a}");
+            assert!(a.apply(f32::NAN).is_nan(), "{a}");
+        }
+        // Away from NaN the comparison forms equal the max/min/clamp ones.
+        for x in [
+            -3.5f64,
+            -3.0,
+            -0.5,
+            0.0,
+            2.5,
+            3.0,
+            4.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            let celu = x.max(0.0) + x.exp_m1().min(0.0);
+            assert_eq!(Activation::Celu.apply(x), celu, "celu({x})");
+            let hard = (x + 3.0).clamp(0.0, 6.0) / 6.0;
+            assert_eq!(Activation::HardSigmoid.apply(x), hard, "hard_sigmoid({x})");
+        }
     }
 
     #[test]

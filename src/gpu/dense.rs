@@ -170,6 +170,70 @@ enum PipelineKey {
     Train(TrainKernel),
 }
 
+impl PipelineKey {
+    /// The WGSL the key compiles.
+    fn source(self) -> String {
+        match self {
+            PipelineKey::Gemm(shader) => shader.source(),
+            PipelineKey::SoftmaxRows { log } => softmax_rows_source(log),
+            PipelineKey::Train(kernel) => kernel.source(),
+        }
+    }
+
+    /// Every key an operation can ask for, with the bodies of both tile tables.
+    fn all() -> Vec<PipelineKey> {
+        let mut keys = Vec::new();
+        let elementwise = || Activation::ALL.into_iter().filter(|a| !a.is_row_wise());
+        // (act, gate, bias, store_z): dense and dense_train, then gemm_act_grad (gemm is
+        // dense's linear case).
+        let mut epilogues = Vec::new();
+        for act in Activation::ALL {
+            for (bias, store_z) in [(false, false), (false, true), (true, false), (true, true)] {
+                epilogues.push((act, None, bias, store_z));
+            }
+        }
+        epilogues.extend(elementwise().map(|g| (Activation::Linear, Some(g), false, false)));
+        // A transposed operand is never read as vec4 (`GpuRef::vec4`).
+        let operand = [(false, false), (false, true), (true, false)];
+        for tiles in [CPU_TILES, GPU_TILES] {
+            for body in [tiles.register, tiles.tiled, tiles.small_m] {
+                for &(act, gate, bias, store_z) in &epilogues {
+                    for (trans_a, vec4_a) in operand {
+                        for (trans_b, vec4_b) in operand {
+                            keys.push(PipelineKey::Gemm(GemmShader {
+                                body,
+                                act,
+                                gate,
+                                bias,
+                                store_z,
+                                trans_a,
+                                trans_b,
+                                vec4_a,
+                                vec4_b,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+        keys.extend([false, true].map(|log| PipelineKey::SoftmaxRows { log }));
+        keys.extend(TrainKernel::ALL.map(PipelineKey::Train));
+        keys
+    }
+}
+
+/// Every distinct WGSL source the backend can compile, named by its pipeline key
+/// (see [`crate::gpu::shader_sources`]).
+pub(crate) fn shader_sources() -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    PipelineKey::all()
+        .into_iter()
+        .map(|key| (format!("{key:?}"), key.source()))
+        // Row-wise activations compile to the linear epilogue (a row pass follows).
+        .filter(|(_, source)| seen.insert(source.clone()))
+        .collect()
+}
+
 /// `Params` in `shaders/gemm_common.wgsl` (padded to 32 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -350,18 +414,16 @@ impl Kernels {
         cache
             .entry(key)
             .or_insert_with(|| {
-                let (source, layout) = match key {
-                    PipelineKey::Gemm(shader) => (shader.source(), &self.gemm_pipeline_layout),
-                    PipelineKey::SoftmaxRows { log } => {
-                        (softmax_rows_source(log), &self.rows_pipeline_layout)
-                    }
-                    PipelineKey::Train(kernel) => (kernel.source(), &self.train_pipeline_layout),
+                let layout = match key {
+                    PipelineKey::Gemm(_) => &self.gemm_pipeline_layout,
+                    PipelineKey::SoftmaxRows { .. } => &self.rows_pipeline_layout,
+                    PipelineKey::Train(_) => &self.train_pipeline_layout,
                 };
                 let module = ctx
                     .device()
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: None,
-                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                        source: wgpu::ShaderSource::Wgsl(key.source().into()),
                     });
                 ctx.device()
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -48,6 +48,15 @@ use crate::validate;
 /// Vulkan spec lets `exp` and `log` err by a few ulp more than the CPU's polynomial.
 pub const ACTIVATION_TOLERANCE: f32 = 1e-5;
 
+/// Every distinct WGSL source the generator emits for the pipelines the backend can create
+/// (every GEMM body of both tile tables × activation or derivative gate × bias × stored Z ×
+/// operand layout, the softmax row passes, the training kernels), each with a name: what a
+/// device-free check of the shaders needs (tests/shader_portability.rs). Not a stable API.
+#[doc(hidden)]
+pub fn shader_sources() -> Vec<(String, String)> {
+    dense::shader_sources()
+}
+
 /// Compute passes one [`Gpu::device_time`] call can time.
 const MAX_TIMED_PASSES: u32 = 1024;
 

@@ -122,16 +122,36 @@ fn activation_functions(act: Activation, gate: Activation) -> String {
         let _ = writeln!(s, "const {name}: f32 = {};", f32_literal(value));
     }
     s += ACTIVATIONS;
-    let elementwise = |a: Activation| if a.is_row_wise() { "linear" } else { a.name() };
-    let _ = writeln!(
-        s,
-        "fn act(x: f32) -> f32 {{ return act_{}(x); }}",
-        elementwise(act)
-    );
-    let _ = writeln!(
-        s,
-        "fn act_grad(x: f32) -> f32 {{ return grad_{}(x); }}",
-        elementwise(gate)
+    let act = if act.is_row_wise() {
+        Activation::Linear
+    } else {
+        act
+    };
+    let gate = if gate.is_row_wise() {
+        Activation::Linear
+    } else {
+        gate
+    };
+    // The reference decides where NaN in is NaN out; elsewhere (relu'(NaN) = 0) the formula's
+    // comparisons, false for NaN, already give its value.
+    let nan_out = act.apply(f64::NAN).is_nan();
+    let grad_nan_out = gate.derivative(f64::NAN).is_some_and(f64::is_nan);
+    bind(&mut s, "act", &format!("act_{}", act.name()), nan_out);
+    bind(
+        &mut s,
+        "act_grad",
+        &format!("grad_{}", gate.name()),
+        grad_nan_out,
     );
     s
+}
+
+/// Defines `name(x)` as `f(x)`, with NaN inputs passed through when `keep_nan`.
+fn bind(s: &mut String, name: &str, f: &str, keep_nan: bool) {
+    let body = if keep_nan {
+        format!("keep_nan(x, {f}(x))")
+    } else {
+        format!("{f}(x)")
+    };
+    let _ = writeln!(s, "fn {name}(x: f32) -> f32 {{ return {body}; }}");
 }

@@ -65,6 +65,16 @@ impl UpdateRule {
 }
 
 impl TrainKernel {
+    /// Every kernel.
+    pub(crate) const ALL: [TrainKernel; 6] = [
+        Self::Gather,
+        Self::ColSums,
+        Self::SparseCrossentropy,
+        Self::Update(UpdateRule::Sgd),
+        Self::Update(UpdateRule::Momentum),
+        Self::Update(UpdateRule::Adam),
+    ];
+
     pub(crate) fn source(self) -> String {
         match self {
             TrainKernel::Gather => GATHER.into(),
