@@ -214,7 +214,8 @@ pub(crate) fn activate<S: SimdF32>(act: Activation, x: S) -> S {
             let neg = exp(x).sub(one).mul(S::splat(SELU_ALPHA as f32));
             x.select_gt(zero, x, neg).mul(S::splat(SELU_SCALE as f32))
         }
-        Activation::Celu => x.max(zero).add(exp(x).sub(one).min(zero)),
+        // max/min return their second operand for NaN: put NaN back.
+        Activation::Celu => x.keep_nan(x.max(zero).add(exp(x).sub(one).min(zero))),
         Activation::Gelu => {
             let cdf = one.add(erf(x.mul(S::splat(std::f32::consts::FRAC_1_SQRT_2))));
             S::splat(0.5).mul(x).mul(cdf)
@@ -225,7 +226,7 @@ pub(crate) fn activate<S: SimdF32>(act: Activation, x: S) -> S {
             S::splat(0.5).mul(x).mul(one.add(tanh(inner)))
         }
         Activation::Sigmoid => sigmoid(x),
-        Activation::HardSigmoid => x.add(S::splat(3.0)).max(zero).min(six).div(six),
+        Activation::HardSigmoid => x.keep_nan(x.add(S::splat(3.0)).max(zero).min(six).div(six)),
         Activation::HardSilu => x.mul(x.add(S::splat(3.0)).max(zero).min(six).div(six)),
         Activation::Silu => x.mul(sigmoid(x)),
         Activation::Mish => {
