@@ -1,5 +1,5 @@
 //! CPU throughput of `y = act(x·W + b)` and of the bare GEMM: densecore (fused, fused with
-//! pre-packed weights, unfused, plain GEMM) side by side with `matrixmultiply` and `gemm`, on
+//! pre-packed weights, unfused, plain GEMM) side by side with `faer`, `matrixmultiply` and `gemm`, on
 //! square matrices and dense-layer shapes (batch × in → out), at 1 and 2 threads.
 //!
 //! `cargo bench --bench cpu` runs both thread counts, one child process each: matrixmultiply reads
@@ -178,6 +178,23 @@ impl Operands {
             );
         }
     }
+
+    fn faer(&mut self, threads: usize) {
+        let Shape { m, k, n } = self.shape;
+        let par = if threads > 1 {
+            faer::Par::rayon(threads)
+        } else {
+            faer::Par::Seq
+        };
+        faer::linalg::matmul::matmul(
+            faer::MatMut::from_row_major_slice_mut(&mut self.y, m, n),
+            faer::Accum::Replace,
+            faer::MatRef::from_row_major_slice(&self.x, m, k),
+            faer::MatRef::from_row_major_slice(&self.w, k, n),
+            1.0,
+            par,
+        );
+    }
 }
 
 /// Checks that the libraries compute the same product as densecore before timing them, so the
@@ -204,6 +221,7 @@ fn assert_same_product(ops: &mut Operands, cpu: &Cpu, threads: usize) {
     };
     check("matrixmultiply", &mut |o| o.matrixmultiply());
     check("gemm", &mut |o| o.gemm_crate(threads));
+    check("faer", &mut |o| o.faer(threads));
 }
 
 /// `len` reproducible values in [-1, 1) (a 64-bit LCG; `seed` tells the operands apart).
@@ -267,6 +285,7 @@ fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
         bench("densecore gemm", &mut |o| o.gemm(&cpu));
         bench("matrixmultiply", &mut |o| o.matrixmultiply());
         bench("gemm", &mut |o| o.gemm_crate(threads));
+        bench("faer", &mut |o| o.faer(threads));
     }
     group.finish();
 }

@@ -26,13 +26,19 @@ use pack::Block;
 pub use cache::CacheSizes;
 pub use peak::fma_peak_gflops;
 
-/// Runs `$body` with the type `$K` bound to the microkernel of `$kernel`.
+/// Runs `$body` with the type `$K` bound to the microkernel of `$kernel` for outputs `$n`
+/// columns wide (AVX-512 runs outputs of at most 16 columns on one register per row).
 macro_rules! dispatch {
-    ($kernel:expr, $K:ident => $body:expr) => {
+    ($kernel:expr, $n:expr, $K:ident => $body:expr) => {
         match $kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2Fma => {
                 type $K = kernel::avx2::Avx2Fma;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if $n <= 16 => {
+                type $K = kernel::avx512::Avx512Narrow;
                 $body
             }
             #[cfg(target_arch = "x86_64")]
@@ -63,7 +69,8 @@ pub enum Kernel {
     Portable,
     /// 6×16 AVX2+FMA intrinsics (x86_64, detected at run time).
     Avx2Fma,
-    /// 14×32 AVX-512F intrinsics with masked edges (x86_64, detected at run time).
+    /// 14×32 AVX-512F intrinsics with masked edges, 16×16 for outputs at most 16 wide (x86_64,
+    /// detected at run time).
     Avx512,
     /// 8×12 NEON intrinsics (aarch64).
     Neon,
@@ -343,7 +350,7 @@ impl Cpu {
                 data,
             })
         }
-        dispatch!(self.kernel, K => go::<K>(&w, self.kernel))
+        dispatch!(self.kernel, n, K => go::<K>(&w, self.kernel))
     }
 
     /// `y = act(x·w + bias)` with weights packed by [`Cpu::pack_weights`].
@@ -388,7 +395,7 @@ impl Cpu {
             unsafe { driver::gemm::<K>(p, path, blocking, pool) }
         }
         let pool = self.pool.as_deref();
-        dispatch!(self.kernel, K => go::<K>(p, pool))
+        dispatch!(self.kernel, p.n, K => go::<K>(p, pool))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The x86_64 AVX-512 microkernel: 14×32, 28 zmm accumulators + 2 for B + 1 broadcast = 31 of
+//! The x86_64 AVX-512 microkernels: 14×32 (and 16×16 for outputs at most 16 wide), 28 zmm accumulators + 2 for B + 1 broadcast = 31 of
 //! the 32 registers (oneDNN's register formula for two zmm per row; BLIS' skx 32×12 transposed
 //! is the same idea). Edge columns are masked loads and stores, so N = 10 is one masked panel.
 //!
@@ -182,5 +182,57 @@ impl Microkernel for Avx512 {
         }
         // SAFETY: the caller detected the features `chains` is compiled with.
         unsafe { chains(iters) }
+    }
+}
+
+/// The same registers for outputs at most 16 wide (N = 10 classes, say): one masked zmm per
+/// row, 16 rows, so no FMA works on a second, empty panel.
+pub(crate) struct Avx512Narrow;
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_narrow(rows: usize, t: &Tile, epi: &Epilogue) {
+    // SAFETY: forwarded contract; this function is compiled with AVX-512F.
+    unsafe {
+        match rows {
+            1 => tile::<F32x16, 1, 1, 8, 1>(t, epi),
+            2 => tile::<F32x16, 2, 1, 4, 1>(t, epi),
+            3 => tile::<F32x16, 3, 1, 3, 1>(t, epi),
+            4 => tile::<F32x16, 4, 1, 2, 1>(t, epi),
+            5 => tile::<F32x16, 5, 1, 2, 1>(t, epi),
+            6 => tile::<F32x16, 6, 1, 2, 1>(t, epi),
+            7 => tile::<F32x16, 7, 1, 2, 1>(t, epi),
+            8 => tile::<F32x16, 8, 1, 1, 1>(t, epi),
+            9 => tile::<F32x16, 9, 1, 1, 1>(t, epi),
+            10 => tile::<F32x16, 10, 1, 1, 1>(t, epi),
+            11 => tile::<F32x16, 11, 1, 1, 1>(t, epi),
+            12 => tile::<F32x16, 12, 1, 1, 1>(t, epi),
+            13 => tile::<F32x16, 13, 1, 1, 1>(t, epi),
+            14 => tile::<F32x16, 14, 1, 1, 1>(t, epi),
+            15 => tile::<F32x16, 15, 1, 1, 1>(t, epi),
+            _ => tile::<F32x16, 16, 1, 1, 1>(t, epi),
+        }
+    }
+}
+
+impl Microkernel for Avx512Narrow {
+    const MR: usize = 16;
+    const NR: usize = 16;
+    #[inline(always)]
+    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the caller detected AVX-512F.
+        unsafe { tile_narrow(rows, t, epi) }
+    }
+    fn wide_panels(_rows: usize) -> usize {
+        1
+    }
+    #[inline(always)]
+    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+        // SAFETY: as `tile`: a wide tile here is one panel.
+        unsafe { tile_narrow(rows, t, epi) }
+    }
+    const LANES: usize = F32x16::LANES;
+    unsafe fn fma_chains(iters: usize) -> f32 {
+        // SAFETY: forwarded contract.
+        unsafe { Avx512::fma_chains(iters) }
     }
 }

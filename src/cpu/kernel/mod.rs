@@ -142,6 +142,15 @@ pub(crate) unsafe fn tile<
         }
     };
 
+    // C is read or written once per K block, long after its last use: ask for its lines now,
+    // so they arrive while the K loop runs.
+    for i in 0..t.m.min(MR) {
+        let row = t.c.wrapping_add(i * t.crs);
+        for j in (0..t.n * t.ccs).step_by(16) {
+            prefetch(row.wrapping_add(j));
+        }
+    }
+
     // The K loop.
     let mut sets = [[[S::splat(0.0); NV]; MR]; KP];
     let body = t.kc / KP * KP;
@@ -163,6 +172,18 @@ pub(crate) unsafe fn tile<
     }
     // SAFETY: forwarded contract.
     unsafe { store(&acc, t, epi) }
+}
+
+/// A hint to bring the cache line at `p` into L1 for writing (no-op where not supported).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address; SSE is in the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// The epilogue, on registers: `c ← act(alpha·acc + beta·c + bias)` (and z), stored to the
