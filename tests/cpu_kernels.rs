@@ -111,6 +111,31 @@ fn dim_n() -> impl Strategy<Value = usize> {
     prop::sample::select(vec![0, 1, 3, 7, 8, 10, 12, 15, 16, 17, 24, 31, 33, 64])
 }
 
+/// Every kernel this CPU can run is tested, none is skipped silently: the list is printed, and
+/// the ones the CPU's features call for must be in it.
+#[test]
+fn every_kernel_the_cpu_has_is_tested() {
+    let tested: Vec<_> = kernels().iter().map(|c| c.kernel()).collect();
+    eprintln!(
+        "CPU kernels tested: {}",
+        tested
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(tested.contains(&Kernel::Portable));
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        assert_eq!(tested.contains(&Kernel::Avx2Fma), avx2);
+        let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+        assert_eq!(tested.contains(&Kernel::Avx512), avx512);
+    }
+    #[cfg(target_arch = "aarch64")]
+    assert!(tested.contains(&Kernel::Neon));
+}
+
 /// `default` property cases, or `DENSECORE_TEST_CASES` of them (CI runs a few under valgrind).
 fn cases(default: u32) -> u32 {
     std::env::var("DENSECORE_TEST_CASES")
