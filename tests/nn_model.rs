@@ -462,3 +462,52 @@ fn initializers_by_name_build_their_distributions() {
         assert!(w[1].data().iter().all(|&b| b == 0.0));
     }
 }
+
+#[test]
+fn absurd_sizes_are_typed_errors() {
+    // Layers too large to build: their size overflows usize, or the allocation fails. Before,
+    // these were a capacity-overflow panic or an abort on a terabytes-large allocation.
+    for input in [2, 4, 784] {
+        for units in [usize::MAX, 1 << 62, 1 << 40] {
+            let mut m = Sequential::new(&[input]);
+            let e = m.add(Dense::new(units)).err().expect("too large");
+            assert!(matches!(e, Error::Allocation(_)), "{input}×{units}: {e}");
+            assert!(e.to_string().contains("dense.kernel"), "{e}");
+            assert_eq!(m.count_params(), 0);
+        }
+    }
+    // An input shape whose size overflows, with or without Flatten.
+    let shape = [usize::MAX, 2];
+    let mut m = Sequential::new(&shape);
+    let e = m.add(Flatten::new()).err().expect("overflows");
+    assert!(matches!(e, Error::Allocation(_)), "{e}");
+    assert!(e.to_string().contains(&format!("{shape:?}")), "{e}");
+    assert!(matches!(m.add(Dense::new(3)), Err(Error::Allocation(_))));
+    // A layer whose output overflows though its kernel is small.
+    let mut m = Sequential::new(&[1 << 40, 4]);
+    let e = m.add(Dense::new(1 << 30)).err().expect("overflows");
+    assert!(
+        matches!(&e, Error::Allocation(s) if s.contains("output of dense")),
+        "{e}"
+    );
+    // Buffers sized by the batch: (1 × 2⁴⁰ × 2) activations cannot be allocated.
+    m.add(Dense::new(2)).unwrap();
+    let none = Tensor::zeros(&[0, 1 << 40, 4]).unwrap();
+    assert!(matches!(m.predict(&none, 1), Err(Error::Allocation(_))));
+    // Tensors of absurd shapes.
+    for shape in [&[usize::MAX, 2][..], &[1 << 40, 1 << 10]] {
+        assert!(matches!(Tensor::zeros(shape), Err(Error::Allocation(_))));
+    }
+}
+
+#[test]
+fn zero_dimension_inputs_are_refused() {
+    // Before, such a model trained and evaluated on empty batches (loss 0, accuracy 0).
+    for shape in [&[0][..], &[0, 5], &[3, 0, 2]] {
+        let mut m = Sequential::new(shape);
+        let e = m.add(Dense::new(2)).err().expect("zero dimension");
+        assert!(matches!(e, Error::TensorShape { .. }), "{shape:?}: {e}");
+        assert!(e.to_string().contains("positive dimensions"), "{e}");
+        assert!(m.add(Flatten::new()).is_err());
+    }
+}

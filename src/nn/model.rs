@@ -22,6 +22,7 @@ use super::optimizer::Optimizer;
 use super::progress::{Progress, Verbose};
 use super::tensor::{Tensor, TensorView, shape_string};
 use crate::activation::Activation;
+use crate::alloc;
 use crate::cpu::Cpu;
 use crate::error::{Error, Result};
 
@@ -211,6 +212,19 @@ fn check_inner(what: &str, view: &TensorView<'_>, expected: &[usize]) -> Result<
     }
 }
 
+/// Rejects a per-sample input shape with a zero dimension (every batch would be empty, and
+/// `evaluate` would report a loss of 0) or a size that overflows `usize`.
+fn check_input_shape(shape: &[usize]) -> Result<()> {
+    if shape.contains(&0) {
+        return Err(Error::TensorShape {
+            what: "model input".into(),
+            expected: "positive dimensions".into(),
+            got: shape_string(None, shape),
+        });
+    }
+    alloc::elements("model input", shape).map(drop)
+}
+
 /// Rejects NaN and ∞ inputs up front (an activation such as relu could hide them).
 fn check_finite(x: &TensorView<'_>) -> Result<()> {
     match x.data().iter().position(|v| !v.is_finite()) {
@@ -269,7 +283,10 @@ impl<B: Backend> Sequential<B> {
     }
 
     /// Builds `layer` on the current output shape and appends it; weights are initialized here.
+    /// An input shape with a zero dimension is an [`Error::TensorShape`], one whose size
+    /// overflows `usize` an [`Error::Allocation`], as is a layer too large to allocate.
     pub fn add(&mut self, layer: impl Into<LayerConfig>) -> Result<&mut Self> {
+        check_input_shape(&self.input_shape)?;
         let input = self.output_shape();
         let layer = layer.into();
         let (kind, custom_name) = match &layer {
@@ -305,7 +322,7 @@ impl<B: Backend> Sequential<B> {
             }
             LayerConfig::Flatten(_) => Layer::Flatten {
                 name,
-                output_shape: Flatten::output_shape(&input),
+                output_shape: Flatten::output_shape(&input)?,
             },
         };
         self.layers.push(built);
@@ -581,11 +598,15 @@ impl<B: Backend> Sequential<B> {
             return Ok(());
         }
         let b = &self.backend;
-        let input_len: usize = self.input_shape.iter().product();
+        // The shapes were checked when the layers were added; the batch can still overflow.
+        let input_len = alloc::elements("model input", &self.input_shape)?;
         let denses: Vec<&DenseLayer<B>> = self.dense_layers().collect();
         let mut acts = Vec::with_capacity(denses.len());
         for (k, d) in denses.iter().enumerate() {
-            let len = batch * d.rows_per_sample() * d.units();
+            let len = alloc::elements(
+                &format!("activations of {}", d.name),
+                &[batch, d.rows_per_sample(), d.units()],
+            )?;
             let next_needs_dy = denses.get(k + 1).is_some()
                 && (d.act().is_row_wise() || d.cfg.activity_regularizer.is_some());
             let last_needs_dy = k + 1 == denses.len() && d.cfg.activity_regularizer.is_some();
@@ -598,13 +619,20 @@ impl<B: Backend> Sequential<B> {
                     .transpose()?,
             });
         }
+        let x_len = alloc::elements("input batch", &[batch, input_len])?;
+        let targets_len = alloc::elements("target batch", &[batch, target_len])?;
+        let staging_len = x_len.max(targets_len);
+        let mut staging = Vec::new();
+        staging
+            .try_reserve_exact(staging_len)
+            .map_err(|_| Error::Allocation(format!("staging for {staging_len} values")))?;
         self.ws = Some(Workspace {
             capacity: batch,
             target_len,
-            x: b.alloc(batch * input_len)?,
-            targets: b.alloc(batch * target_len)?,
+            x: b.alloc(x_len)?,
+            targets: b.alloc(targets_len)?,
             acts,
-            staging: Vec::with_capacity(batch * input_len.max(target_len)),
+            staging,
             stats: b.alloc(STATS_LEN)?,
         });
         Ok(())
@@ -902,7 +930,7 @@ impl<B: Backend> Sequential<B> {
         let mut grads = Vec::new();
         for d in self.dense_layers() {
             for p in d.params() {
-                let mut data = vec![0.0; p.len()];
+                let mut data = alloc::filled("gradient", p.len(), 0.0)?;
                 self.backend.read(&p.grad, &mut data)?;
                 grads.push(Tensor::new(&p.shape, data)?);
             }
@@ -1141,8 +1169,9 @@ impl<B: Backend> Sequential<B> {
         check_inner("input", &x, &self.input_shape)?;
         self.last_dense()?;
         let out_shape = self.output_shape();
-        let out_len: usize = out_shape.iter().product();
-        let mut out = vec![0.0; x.len() * out_len];
+        let out_len = alloc::elements("model output", &out_shape)?;
+        let total = alloc::elements("predictions", &[x.len(), out_len])?;
+        let mut out = alloc::filled("predictions", total, 0.0)?;
         let batch = batch_size.clamp(1, x.len().max(1));
         self.ensure_workspace(batch)?;
         let backend = self.backend.clone();
