@@ -511,3 +511,26 @@ fn zero_dimension_inputs_are_refused() {
         assert!(m.add(Flatten::new()).is_err());
     }
 }
+
+#[test]
+fn evaluate_on_no_samples_is_an_error() {
+    // Before, evaluate on no samples reported loss 0 and accuracy 0.
+    let mut m = toy_model(1);
+    let (x0, y0) = (
+        Tensor::zeros(&[0, 6]).unwrap(),
+        Tensor::zeros(&[0]).unwrap(),
+    );
+    let e = m.evaluate(&x0, &y0, 8).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    assert!(e.to_string().contains("no samples"), "{e}");
+    // Empty validation data too.
+    let (x, y) = toy(16, 1);
+    let opts = FitOptions {
+        validation_data: Some((x0.view(), y0.view())),
+        ..quiet(1, 8)
+    };
+    assert!(matches!(
+        m.fit(&x, &y, &opts),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -1116,7 +1116,12 @@ impl<B: Backend> Sequential<B> {
         y: &TensorView<'_>,
         batch_size: usize,
     ) -> Result<Running> {
-        let batch = batch_size.clamp(1, x.len().max(1));
+        if x.is_empty() {
+            return Err(Error::InvalidArgument(
+                "evaluate: no samples (the loss over none is undefined)".into(),
+            ));
+        }
+        let batch = batch_size.clamp(1, x.len());
         self.ensure_workspace(batch)?;
         let mut weights_penalty = 0.0;
         for d in self.dense_layers() {
@@ -1140,7 +1145,8 @@ impl<B: Backend> Sequential<B> {
         Ok(running)
     }
 
-    /// Loss and metrics on `x`, `y` in batches (Keras `evaluate`).
+    /// Loss and metrics on `x`, `y` in batches (Keras `evaluate`); no samples is an
+    /// [`Error::InvalidArgument`].
     pub fn evaluate<'a>(
         &mut self,
         x: impl Into<TensorView<'a>>,
