@@ -373,9 +373,38 @@ fn divergence_stops_with_epoch_and_step() {
     let Error::NonFinite { what, epoch, step } = e else {
         panic!("expected NonFinite, got {e}");
     };
-    assert_eq!((what, epoch), ("loss", 1));
+    // The weights overflow in an update before the loss does; they are checked after it.
+    assert_eq!((what, epoch), ("weights", 1));
     assert!(step > 1 && step <= 32, "step {step}");
     assert!(e.to_string().contains(&format!("at epoch 1, step {step}")));
+    // A loss that overflows while the weights are finite is caught at its own step.
+    let mut m = Sequential::new(&[6]).seed(1);
+    m.add(Dense::new(16).activation("relu")).unwrap();
+    m.add(Dense::new(1)).unwrap();
+    m.compile("sgd", "mse", &[]).unwrap();
+    let ones: Vec<Tensor> = m
+        .get_weights()
+        .unwrap()
+        .iter()
+        .map(|t| Tensor::full(t.shape(), 1.0).unwrap())
+        .collect();
+    m.set_weights(&ones).unwrap();
+    let huge = Tensor::full(&[16, 6], f32::MAX).unwrap();
+    let e = m
+        .fit(&huge, y.slice(0..16).unwrap(), &quiet(1, 8))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                what: "loss",
+                epoch: 1,
+                step: 1
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(m.get_weights().unwrap(), ones);
     // NaN inputs are refused before training (relu would hide them).
     let mut nan = x.clone();
     nan.data_mut()[7] = f32::NAN;
@@ -533,4 +562,42 @@ fn evaluate_on_no_samples_is_an_error() {
         m.fit(&x, &y, &opts),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+#[test]
+fn nan_weights_stop_training_for_every_activation() {
+    // A NaN weight need not make the loss NaN (relu, or a kernel's exp, can map NaN to a
+    // number), so fit checks the weights too.
+    let (x, y) = toy(64, 3);
+    for act in ["relu", "tanh", "elu", "sigmoid", "selu", "softplus"] {
+        let build = || {
+            let mut m = Sequential::new(&[6]).seed(1);
+            m.add(Dense::new(8).activation(act)).unwrap();
+            m.add(Dense::new(3).activation("softmax")).unwrap();
+            m.compile(
+                "adam",
+                "sparse_categorical_crossentropy",
+                &[Metric::Accuracy],
+            )
+            .unwrap();
+            let mut w = m.get_weights().unwrap();
+            w[0] = Tensor::full(&[6, 8], f32::NAN).unwrap();
+            m.set_weights(&w).unwrap();
+            m
+        };
+        let e = build().fit(&x, &y, &quiet(2, 16)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::NonFinite {
+                    epoch: 1,
+                    step: 1,
+                    ..
+                }
+            ),
+            "{act}: {e}"
+        );
+        let e = build().train_on_batch(&x, &y).unwrap_err();
+        assert!(matches!(e, Error::NonFinite { .. }), "{act}: {e}");
+    }
 }

@@ -204,6 +204,15 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync {
         1
     }
 
+    /// Whether the first `len` values of `buf` are all finite (`fit` checks the weights with
+    /// it each time it reads the loss). The default reads them to the host; a device backend
+    /// may reduce them where they are.
+    fn all_finite(&self, buf: &Self::Buffer, len: usize) -> Result<bool> {
+        let mut host = alloc::filled("finiteness check", len, 0.0)?;
+        self.read(buf, &mut host)?;
+        Ok(all_finite(&host))
+    }
+
     /// `y = act(x·w + bias)` (inference).
     fn dense(
         &self,
@@ -352,6 +361,13 @@ fn row(src: &[f32], r: usize, row_len: usize) -> Result<&[f32]> {
     r.checked_mul(row_len)
         .and_then(|start| src.get(start..start.checked_add(row_len)?))
         .ok_or_else(|| Error::InvalidArgument(format!("row {r} is outside the source")))
+}
+
+/// Whether every value is finite; written as a branch-free reduction so it vectorizes.
+fn all_finite(values: &[f32]) -> bool {
+    values
+        .chunks(1024)
+        .all(|c| c.iter().fold(true, |ok, v| ok & (v.abs() <= f32::MAX)))
 }
 
 fn unsupported<B: Backend>(b: &B, op: &str) -> Error {
@@ -593,6 +609,10 @@ impl Backend for Cpu {
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
         alloc::filled("buffer", len, 0.0)
+    }
+
+    fn all_finite(&self, buf: &Vec<f32>, len: usize) -> Result<bool> {
+        Ok(all_finite(prefix(buf, len, "checked buffer")?))
     }
 
     fn write(&self, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {

@@ -872,6 +872,24 @@ impl<B: Backend> Sequential<B> {
         Ok(())
     }
 
+    /// [`Error::NonFinite`] at `epoch`, `step` when a weight is NaN or infinite. The loss does
+    /// not show every bad weight (relu or a clamped activation can map NaN to a number), so
+    /// training checks the weights themselves each time it reads the loss.
+    fn check_weights(&self, epoch: usize, step: usize) -> Result<()> {
+        for d in self.dense_layers() {
+            for p in d.params() {
+                if !self.backend.all_finite(&p.value, p.len())? {
+                    return Err(Error::NonFinite {
+                        what: "weights",
+                        epoch,
+                        step,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Zeroes the running sums on the backend.
     fn reset_stats(&mut self) -> Result<()> {
         let ws = self.ws.as_mut().expect("workspace allocated");
@@ -939,7 +957,8 @@ impl<B: Backend> Sequential<B> {
     }
 
     /// One optimizer step on one batch (Keras `train_on_batch`); returns the batch's mean loss
-    /// (penalties included) and accuracy counts. Allocates nothing once warmed up.
+    /// (penalties included) and accuracy counts. Allocates nothing once warmed up. A
+    /// non-finite loss (before the update) or weight (after it) is an [`Error::NonFinite`].
     pub fn train_on_batch<'a>(
         &mut self,
         x: impl Into<TensorView<'a>>,
@@ -958,6 +977,7 @@ impl<B: Backend> Sequential<B> {
             });
         }
         self.apply_update()?;
+        self.check_weights(1, self.iterations as usize)?;
         stats.loss = loss;
         Ok(stats)
     }
@@ -966,7 +986,10 @@ impl<B: Backend> Sequential<B> {
     /// A NaN or infinite loss stops training with [`Error::NonFinite`] naming epoch and step
     /// (the weights keep the values of the last finite step). A backend that reads the loss
     /// only every [`Backend::stats_interval`] steps (the GPU) still names the first bad step,
-    /// but stops at the next read, with the weights of the step before it.
+    /// but stops at the next read, with the weights of the step before it. The weights are
+    /// checked after the update at each read too (a NaN weight need not make the loss NaN):
+    /// a non-finite one stops training with [`Error::NonFinite`] for `"weights"`, naming the
+    /// step whose update was checked, and the model keeps those weights.
     pub fn fit<'a>(
         &mut self,
         x: impl Into<TensorView<'a>>,
@@ -1074,11 +1097,15 @@ impl<B: Backend> Sequential<B> {
                 samples += m;
                 // Read before this step's update, so a non-finite loss found here leaves the
                 // weights of the step before (every step where the interval is 1).
-                if (s + 1) % interval == 0 || s + 1 == steps {
+                let read = (s + 1) % interval == 0 || s + 1 == steps;
+                if read {
                     self.read_stats(&mut running, penalties, samples, Some(epoch))?;
                     (penalties, samples) = (0.0, 0);
                 }
                 self.apply_update()?;
+                if read {
+                    self.check_weights(epoch, s + 1)?;
+                }
                 progress.step(s + 1, || running.values(&metrics));
             }
             history.epoch_seconds.push(start.elapsed().as_secs_f64());
