@@ -149,18 +149,12 @@ fn weights_round_trip_through_set_get_and_safetensors() {
     let x = Tensor::full(&[3, 28, 28], 0.5).unwrap();
     assert_eq!(a.predict(&x, 2).unwrap(), c.predict(&x, 2).unwrap());
     assert_close(&a.predict(&x, 2).unwrap(), &c.predict(&x, 3).unwrap());
-    // Atomic write leaves no temporary file behind.
-    let leftovers = std::fs::read_dir(path.parent().unwrap())
+    // Atomic write leaves no temporary file behind: the weights file is all there is.
+    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".tmp-")
-        })
-        .count();
-    assert_eq!(leftovers, 0);
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["weights.safetensors"]);
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
@@ -600,4 +594,104 @@ fn nan_weights_stop_training_for_every_activation() {
         let e = build().train_on_batch(&x, &y).unwrap_err();
         assert!(matches!(e, Error::NonFinite { .. }), "{act}: {e}");
     }
+}
+
+/// A model of 15,010 weights, every one `value`.
+fn constant_model(value: f32) -> Sequential {
+    let mut m = Sequential::new(&[64]);
+    m.add(Dense::new(200)).unwrap();
+    m.add(Dense::new(10)).unwrap();
+    let w: Vec<Tensor> = m
+        .get_weights()
+        .unwrap()
+        .into_iter()
+        .map(|t| Tensor::full(t.shape(), value).unwrap())
+        .collect();
+    m.set_weights(&w).unwrap();
+    m
+}
+
+#[test]
+fn concurrent_saves_to_one_path_are_atomic() {
+    // Before, threads shared one temporary name: saves failed with "No such file or
+    // directory" and readers saw partial files.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.safetensors");
+    constant_model(0.0).save_weights(&path).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let loads = std::thread::scope(|s| {
+        let writers: Vec<_> = (1..=3)
+            .map(|k| {
+                let path = &path;
+                s.spawn(move || {
+                    let m = constant_model(k as f32);
+                    for i in 0..100 {
+                        m.save_weights(path)
+                            .unwrap_or_else(|e| panic!("writer {k}, save {i}: {e}"));
+                    }
+                })
+            })
+            .collect();
+        let reader = s.spawn(|| {
+            let mut m = constant_model(-1.0);
+            let mut loads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                m.load_weights(&path)
+                    .unwrap_or_else(|e| panic!("load {loads}: {e}"));
+                // A whole file of one writer: every weight has the same value.
+                let w = m.get_weights().unwrap();
+                let first = w[0].data()[0];
+                assert!((0.0..=3.0).contains(&first), "{first}");
+                assert!(
+                    w.iter().all(|t| t.data().iter().all(|&v| v == first)),
+                    "load {loads} mixes files"
+                );
+                loads += 1;
+            }
+            loads
+        });
+        // Every writer is joined and the reader stopped before any failure is raised, so a
+        // failing save fails the test instead of leaving the reader looping.
+        let saved: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let loads = reader.join();
+        for r in saved {
+            r.unwrap_or_else(|e| std::panic::resume_unwind(e));
+        }
+        loads.unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    assert!(loads > 0);
+    // Nothing but the weights file is left.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["weights.safetensors"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn save_does_not_follow_a_symlink_at_a_temporary_name() {
+    // The old temporary name was predictable (`.<name>.tmp-<pid>`) and followed if a link.
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let path = dir.path().join("weights.safetensors");
+    let planted = dir
+        .path()
+        .join(format!(".weights.safetensors.tmp-{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let a = toy_model(1);
+    a.save_weights(&path).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(
+        std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+    let mut b = toy_model(2);
+    b.load_weights(&path).unwrap();
+    assert_eq!(a.get_weights().unwrap(), b.get_weights().unwrap());
 }
