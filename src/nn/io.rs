@@ -73,7 +73,13 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
 /// Loads every tensor of a safetensors file; all must be f32.
 pub fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
+    parse(&bytes, path)
+}
+
+/// Every tensor of the bytes of a safetensors file (as [`load`] reads them); all must be f32.
+/// `path` only names the file in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>> {
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::invalid_file(path, format!("not a safetensors file: {e}")))?;
     st.tensors()
         .into_iter()
