@@ -149,18 +149,12 @@ fn weights_round_trip_through_set_get_and_safetensors() {
     let x = Tensor::full(&[3, 28, 28], 0.5).unwrap();
     assert_eq!(a.predict(&x, 2).unwrap(), c.predict(&x, 2).unwrap());
     assert_close(&a.predict(&x, 2).unwrap(), &c.predict(&x, 3).unwrap());
-    // Atomic write leaves no temporary file behind.
-    let leftovers = std::fs::read_dir(path.parent().unwrap())
+    // Atomic write leaves no temporary file behind: the weights file is all there is.
+    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".tmp-")
-        })
-        .count();
-    assert_eq!(leftovers, 0);
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["weights.safetensors"]);
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
@@ -373,9 +367,38 @@ fn divergence_stops_with_epoch_and_step() {
     let Error::NonFinite { what, epoch, step } = e else {
         panic!("expected NonFinite, got {e}");
     };
-    assert_eq!((what, epoch), ("loss", 1));
+    // The weights overflow in an update before the loss does; they are checked after it.
+    assert_eq!((what, epoch), ("weights", 1));
     assert!(step > 1 && step <= 32, "step {step}");
     assert!(e.to_string().contains(&format!("at epoch 1, step {step}")));
+    // A loss that overflows while the weights are finite is caught at its own step.
+    let mut m = Sequential::new(&[6]).seed(1);
+    m.add(Dense::new(16).activation("relu")).unwrap();
+    m.add(Dense::new(1)).unwrap();
+    m.compile("sgd", "mse", &[]).unwrap();
+    let ones: Vec<Tensor> = m
+        .get_weights()
+        .unwrap()
+        .iter()
+        .map(|t| Tensor::full(t.shape(), 1.0).unwrap())
+        .collect();
+    m.set_weights(&ones).unwrap();
+    let huge = Tensor::full(&[16, 6], f32::MAX).unwrap();
+    let e = m
+        .fit(&huge, y.slice(0..16).unwrap(), &quiet(1, 8))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::NonFinite {
+                what: "loss",
+                epoch: 1,
+                step: 1
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(m.get_weights().unwrap(), ones);
     // NaN inputs are refused before training (relu would hide them).
     let mut nan = x.clone();
     nan.data_mut()[7] = f32::NAN;
@@ -461,4 +484,214 @@ fn initializers_by_name_build_their_distributions() {
         assert!(check(w[0].data()), "{name}");
         assert!(w[1].data().iter().all(|&b| b == 0.0));
     }
+}
+
+#[test]
+fn absurd_sizes_are_typed_errors() {
+    // Layers too large to build: their size overflows usize, or the allocation fails. Before,
+    // these were a capacity-overflow panic or an abort on a terabytes-large allocation.
+    for input in [2, 4, 784] {
+        for units in [usize::MAX, 1 << 62, 1 << 40] {
+            let mut m = Sequential::new(&[input]);
+            let e = m.add(Dense::new(units)).err().expect("too large");
+            assert!(matches!(e, Error::Allocation(_)), "{input}×{units}: {e}");
+            assert!(e.to_string().contains("dense.kernel"), "{e}");
+            assert_eq!(m.count_params(), 0);
+        }
+    }
+    // An input shape whose size overflows, with or without Flatten.
+    let shape = [usize::MAX, 2];
+    let mut m = Sequential::new(&shape);
+    let e = m.add(Flatten::new()).err().expect("overflows");
+    assert!(matches!(e, Error::Allocation(_)), "{e}");
+    assert!(e.to_string().contains(&format!("{shape:?}")), "{e}");
+    assert!(matches!(m.add(Dense::new(3)), Err(Error::Allocation(_))));
+    // A layer whose output overflows though its kernel is small.
+    let mut m = Sequential::new(&[1 << 40, 4]);
+    let e = m.add(Dense::new(1 << 30)).err().expect("overflows");
+    assert!(
+        matches!(&e, Error::Allocation(s) if s.contains("output of dense")),
+        "{e}"
+    );
+    // Buffers sized by the batch: (1 × 2⁴⁰ × 2) activations cannot be allocated.
+    m.add(Dense::new(2)).unwrap();
+    let none = Tensor::zeros(&[0, 1 << 40, 4]).unwrap();
+    assert!(matches!(m.predict(&none, 1), Err(Error::Allocation(_))));
+    // Tensors of absurd shapes.
+    for shape in [&[usize::MAX, 2][..], &[1 << 40, 1 << 10]] {
+        assert!(matches!(Tensor::zeros(shape), Err(Error::Allocation(_))));
+    }
+}
+
+#[test]
+fn zero_dimension_inputs_are_refused() {
+    // Before, such a model trained and evaluated on empty batches (loss 0, accuracy 0).
+    for shape in [&[0][..], &[0, 5], &[3, 0, 2]] {
+        let mut m = Sequential::new(shape);
+        let e = m.add(Dense::new(2)).err().expect("zero dimension");
+        assert!(matches!(e, Error::TensorShape { .. }), "{shape:?}: {e}");
+        assert!(e.to_string().contains("positive dimensions"), "{e}");
+        assert!(m.add(Flatten::new()).is_err());
+    }
+}
+
+#[test]
+fn evaluate_on_no_samples_is_an_error() {
+    // Before, evaluate on no samples reported loss 0 and accuracy 0.
+    let mut m = toy_model(1);
+    let (x0, y0) = (
+        Tensor::zeros(&[0, 6]).unwrap(),
+        Tensor::zeros(&[0]).unwrap(),
+    );
+    let e = m.evaluate(&x0, &y0, 8).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    assert!(e.to_string().contains("no samples"), "{e}");
+    // Empty validation data too.
+    let (x, y) = toy(16, 1);
+    let opts = FitOptions {
+        validation_data: Some((x0.view(), y0.view())),
+        ..quiet(1, 8)
+    };
+    assert!(matches!(
+        m.fit(&x, &y, &opts),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn nan_weights_stop_training_for_every_activation() {
+    // A NaN weight need not make the loss NaN (relu, or a kernel's exp, can map NaN to a
+    // number), so fit checks the weights too.
+    let (x, y) = toy(64, 3);
+    for act in ["relu", "tanh", "elu", "sigmoid", "selu", "softplus"] {
+        let build = || {
+            let mut m = Sequential::new(&[6]).seed(1);
+            m.add(Dense::new(8).activation(act)).unwrap();
+            m.add(Dense::new(3).activation("softmax")).unwrap();
+            m.compile(
+                "adam",
+                "sparse_categorical_crossentropy",
+                &[Metric::Accuracy],
+            )
+            .unwrap();
+            let mut w = m.get_weights().unwrap();
+            w[0] = Tensor::full(&[6, 8], f32::NAN).unwrap();
+            m.set_weights(&w).unwrap();
+            m
+        };
+        let e = build().fit(&x, &y, &quiet(2, 16)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::NonFinite {
+                    epoch: 1,
+                    step: 1,
+                    ..
+                }
+            ),
+            "{act}: {e}"
+        );
+        let e = build().train_on_batch(&x, &y).unwrap_err();
+        assert!(matches!(e, Error::NonFinite { .. }), "{act}: {e}");
+    }
+}
+
+/// A model of 15,010 weights, every one `value`.
+fn constant_model(value: f32) -> Sequential {
+    let mut m = Sequential::new(&[64]);
+    m.add(Dense::new(200)).unwrap();
+    m.add(Dense::new(10)).unwrap();
+    let w: Vec<Tensor> = m
+        .get_weights()
+        .unwrap()
+        .into_iter()
+        .map(|t| Tensor::full(t.shape(), value).unwrap())
+        .collect();
+    m.set_weights(&w).unwrap();
+    m
+}
+
+#[test]
+fn concurrent_saves_to_one_path_are_atomic() {
+    // Before, threads shared one temporary name: saves failed with "No such file or
+    // directory" and readers saw partial files.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights.safetensors");
+    constant_model(0.0).save_weights(&path).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let loads = std::thread::scope(|s| {
+        let writers: Vec<_> = (1..=3)
+            .map(|k| {
+                let path = &path;
+                s.spawn(move || {
+                    let m = constant_model(k as f32);
+                    for i in 0..100 {
+                        m.save_weights(path)
+                            .unwrap_or_else(|e| panic!("writer {k}, save {i}: {e}"));
+                    }
+                })
+            })
+            .collect();
+        let reader = s.spawn(|| {
+            let mut m = constant_model(-1.0);
+            let mut loads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                m.load_weights(&path)
+                    .unwrap_or_else(|e| panic!("load {loads}: {e}"));
+                // A whole file of one writer: every weight has the same value.
+                let w = m.get_weights().unwrap();
+                let first = w[0].data()[0];
+                assert!((0.0..=3.0).contains(&first), "{first}");
+                assert!(
+                    w.iter().all(|t| t.data().iter().all(|&v| v == first)),
+                    "load {loads} mixes files"
+                );
+                loads += 1;
+            }
+            loads
+        });
+        // Every writer is joined and the reader stopped before any failure is raised, so a
+        // failing save fails the test instead of leaving the reader looping.
+        let saved: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let loads = reader.join();
+        for r in saved {
+            r.unwrap_or_else(|e| std::panic::resume_unwind(e));
+        }
+        loads.unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    assert!(loads > 0);
+    // Nothing but the weights file is left.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["weights.safetensors"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn save_does_not_follow_a_symlink_at_a_temporary_name() {
+    // The old temporary name was predictable (`.<name>.tmp-<pid>`) and followed if a link.
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let path = dir.path().join("weights.safetensors");
+    let planted = dir
+        .path()
+        .join(format!(".weights.safetensors.tmp-{}", std::process::id()));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let a = toy_model(1);
+    a.save_weights(&path).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(
+        std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+    let mut b = toy_model(2);
+    b.load_weights(&path).unwrap();
+    assert_eq!(a.get_weights().unwrap(), b.get_weights().unwrap());
 }

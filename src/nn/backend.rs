@@ -16,6 +16,7 @@ use super::loss::{BatchStats, Loss};
 use super::optimizer::Optimizer;
 use super::regularizer::Regularizer;
 use crate::activation::Activation;
+use crate::alloc;
 use crate::cpu::Cpu;
 use crate::error::{Error, Result};
 use crate::matrix::{MatMut, MatRef};
@@ -68,8 +69,8 @@ impl<'a, T> BufRef<'a, T> {
             cs: self.rs,
         }
     }
-    /// Elements the view reaches (one past the last one).
-    fn span(&self) -> usize {
+    /// Elements the view reaches (one past the last one); [`Error::Allocation`] on overflow.
+    fn span(&self) -> Result<usize> {
         span(self.rows, self.cols, self.rs, self.cs)
     }
 }
@@ -107,12 +108,19 @@ impl<'a, T> BufMut<'a, T> {
     }
 }
 
-fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> Result<usize> {
     if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1) * rs + (cols - 1) * cs + 1
+        return Ok(0);
     }
+    (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| r.checked_add((cols - 1).checked_mul(cs)?))
+        .and_then(|e| e.checked_add(1))
+        .ok_or_else(|| {
+            Error::Allocation(format!(
+                "view of {rows}×{cols} with strides ({rs}, {cs}) overflows usize"
+            ))
+        })
 }
 
 /// Operations a training step runs, on buffers of f32 the backend owns.
@@ -153,7 +161,7 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync {
     ) -> Result<()> {
         staging.clear();
         for &r in rows {
-            staging.extend_from_slice(&src[r * row_len..(r + 1) * row_len]);
+            staging.extend_from_slice(row(src, r, row_len)?);
         }
         self.write(dst, staging)
     }
@@ -194,6 +202,15 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync {
     /// after every step; a device backend reads every few steps so steps do not wait on it.
     fn stats_interval(&self) -> usize {
         1
+    }
+
+    /// Whether the first `len` values of `buf` are all finite (`fit` checks the weights with
+    /// it each time it reads the loss). The default reads them to the host; a device backend
+    /// may reduce them where they are.
+    fn all_finite(&self, buf: &Self::Buffer, len: usize) -> Result<bool> {
+        let mut host = alloc::filled("finiteness check", len, 0.0)?;
+        self.read(buf, &mut host)?;
+        Ok(all_finite(&host))
     }
 
     /// `y = act(x·w + bias)` (inference).
@@ -311,12 +328,12 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync {
         param: &Self::Buffer,
         grad: Option<&mut Self::Buffer>,
     ) -> Result<f64> {
-        let mut p = vec![0.0; len];
+        let mut p = alloc::filled("regularized parameter", len, 0.0)?;
         self.read(param, &mut p)?;
         let Some(grad) = grad else {
             return Ok(reg.penalty(&p));
         };
-        let mut g = vec![0.0; len];
+        let mut g = alloc::filled("regularized gradient", len, 0.0)?;
         self.read(grad, &mut g)?;
         let penalty = reg.penalty_and_grad(&p, &mut g);
         self.write(grad, &g)?;
@@ -331,11 +348,26 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync {
         cols: usize,
         param: &mut Self::Buffer,
     ) -> Result<()> {
-        let mut p = vec![0.0; rows * cols];
+        let len = alloc::elements("constrained parameter", &[rows, cols])?;
+        let mut p = alloc::filled("constrained parameter", len, 0.0)?;
         self.read(param, &mut p)?;
         c.apply(&mut p, rows, cols)?;
         self.write(param, &p)
     }
+}
+
+/// Row `r` of the row-major `src` (rows of `row_len`), or an error when it is outside `src`.
+fn row(src: &[f32], r: usize, row_len: usize) -> Result<&[f32]> {
+    r.checked_mul(row_len)
+        .and_then(|start| src.get(start..start.checked_add(row_len)?))
+        .ok_or_else(|| Error::InvalidArgument(format!("row {r} is outside the source")))
+}
+
+/// Whether every value is finite; written as a branch-free reduction so it vectorizes.
+fn all_finite(values: &[f32]) -> bool {
+    values
+        .chunks(1024)
+        .all(|c| c.iter().fold(true, |ok, v| ok & (v.abs() <= f32::MAX)))
 }
 
 fn unsupported<B: Backend>(b: &B, op: &str) -> Error {
@@ -418,14 +450,14 @@ pub(crate) fn update_on_host<B: Backend>(
     grad: &B::Buffer,
     slots: &mut [B::Buffer],
 ) -> Result<()> {
-    let mut p = vec![0.0; len];
-    let mut g = vec![0.0; len];
+    let mut p = alloc::filled("parameter", len, 0.0)?;
+    let mut g = alloc::filled("gradient", len, 0.0)?;
     b.read(param, &mut p)?;
     b.read(grad, &mut g)?;
     let mut s = slots
         .iter()
         .map(|buf| {
-            let mut v = vec![0.0; len];
+            let mut v = alloc::filled("optimizer state", len, 0.0)?;
             b.read(buf, &mut v).map(|_| v)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -460,7 +492,7 @@ pub(crate) fn accumulate_on_host<B: Backend>(
 
 /// A host copy of a view (for the default implementations).
 fn host<B: Backend>(b: &B, v: BufRef<'_, B::Buffer>) -> Result<HostMat> {
-    let mut data = vec![0.0; v.span()];
+    let mut data = alloc::filled("host copy", v.span()?, 0.0)?;
     b.read(v.buf, &mut data)?;
     Ok(HostMat {
         data,
@@ -576,7 +608,11 @@ impl Backend for Cpu {
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
+        alloc::filled("buffer", len, 0.0)
+    }
+
+    fn all_finite(&self, buf: &Vec<f32>, len: usize) -> Result<bool> {
+        Ok(all_finite(prefix(buf, len, "checked buffer")?))
     }
 
     fn write(&self, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
@@ -597,12 +633,10 @@ impl Backend for Cpu {
         rows: &[usize],
         _staging: &mut Vec<f32>,
     ) -> Result<()> {
-        let dst = prefix_mut(dst, rows.len() * row_len, "write destination")?;
+        let len = alloc::elements("gathered rows", &[rows.len(), row_len])?;
+        let dst = prefix_mut(dst, len, "write destination")?;
         let copy = |(d, &r): (&mut [f32], &usize)| {
-            let s = src
-                .get(r * row_len..(r + 1) * row_len)
-                .ok_or_else(|| Error::InvalidArgument(format!("row {r} is outside the source")))?;
-            d.copy_from_slice(s);
+            d.copy_from_slice(row(src, r, row_len)?);
             Ok(())
         };
         let row_len = row_len.max(1);
@@ -768,6 +802,7 @@ impl Backend for Cpu {
         cols: usize,
         param: &mut Vec<f32>,
     ) -> Result<()> {
-        c.apply(prefix_mut(param, rows * cols, "parameter")?, rows, cols)
+        let len = alloc::elements("constrained parameter", &[rows, cols])?;
+        c.apply(prefix_mut(param, len, "parameter")?, rows, cols)
     }
 }

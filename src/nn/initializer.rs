@@ -6,6 +6,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use rand_distr::StandardNormal;
 
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// Keras' truncated-normal correction: the standard deviation of a unit normal truncated to ±2.
@@ -92,14 +93,15 @@ impl Initializer {
         }
     }
 
-    /// Values for a tensor of `shape` (row-major), drawn from `rng`.
-    pub fn sample(&self, shape: &[usize], rng: &mut StdRng) -> Vec<f32> {
-        let n: usize = shape.iter().product();
+    /// Values for a tensor of `shape` (row-major), drawn from `rng`; [`Error::Allocation`] when
+    /// the tensor is too large.
+    pub fn sample(&self, shape: &[usize], rng: &mut StdRng) -> Result<Vec<f32>> {
+        let n = alloc::elements("initial weights", shape)?;
         let (fan_in, fan_out) = fans(shape);
         let uniform_limit = |scale: f64, fan: f64| (3.0 * scale / fan.max(1.0)).sqrt();
         let normal_stddev = |scale: f64, fan: f64| (scale / fan.max(1.0)).sqrt() / TRUNCATED_STDDEV;
         let avg = (fan_in + fan_out) / 2.0;
-        let mut fill_uniform = |l: f64| (0..n).map(|_| uniform(rng, -l, l)).collect();
+        let mut fill_uniform = |l: f64| draw(n, || uniform(rng, -l, l));
         match *self {
             Initializer::GlorotUniform => fill_uniform(uniform_limit(1.0, avg)),
             Initializer::HeUniform => fill_uniform(uniform_limit(2.0, fan_in)),
@@ -110,36 +112,46 @@ impl Initializer {
                     Initializer::HeNormal => normal_stddev(2.0, fan_in),
                     _ => normal_stddev(1.0, fan_in),
                 };
-                (0..n).map(|_| (s * truncated(rng)) as f32).collect()
+                draw(n, || (s * truncated(rng)) as f32)
             }
-            Initializer::RandomUniform { minval, maxval } => (0..n)
-                .map(|_| uniform(rng, minval.into(), maxval.into()))
-                .collect(),
-            Initializer::RandomNormal { mean, stddev } => (0..n)
-                .map(|_| (f64::from(mean) + f64::from(stddev) * normal(rng)) as f32)
-                .collect(),
-            Initializer::TruncatedNormal { mean, stddev } => (0..n)
-                .map(|_| (f64::from(mean) + f64::from(stddev) * truncated(rng)) as f32)
-                .collect(),
-            Initializer::Zeros => vec![0.0; n],
-            Initializer::Ones => vec![1.0; n],
-            Initializer::Constant(v) => vec![v; n],
+            Initializer::RandomUniform { minval, maxval } => {
+                draw(n, || uniform(rng, minval.into(), maxval.into()))
+            }
+            Initializer::RandomNormal { mean, stddev } => draw(n, || {
+                (f64::from(mean) + f64::from(stddev) * normal(rng)) as f32
+            }),
+            Initializer::TruncatedNormal { mean, stddev } => draw(n, || {
+                (f64::from(mean) + f64::from(stddev) * truncated(rng)) as f32
+            }),
+            Initializer::Zeros => alloc::filled("initial weights", n, 0.0),
+            Initializer::Ones => alloc::filled("initial weights", n, 1.0),
+            Initializer::Constant(v) => alloc::filled("initial weights", n, v),
             Initializer::Orthogonal { gain } => orthogonal(shape, gain, rng),
         }
     }
 }
 
+/// `n` values from `f`, allocated fallibly.
+fn draw(n: usize, mut f: impl FnMut() -> f32) -> Result<Vec<f32>> {
+    let mut v = alloc::filled("initial weights", n, 0.0)?;
+    v.iter_mut().for_each(|x| *x = f());
+    Ok(v)
+}
+
 /// Keras' orthogonal initializer: QR of a normal matrix with the signs of R's diagonal folded
 /// into Q, transposed when there are fewer rows than columns.
-fn orthogonal(shape: &[usize], gain: f32, rng: &mut StdRng) -> Vec<f32> {
+fn orthogonal(shape: &[usize], gain: f32, rng: &mut StdRng) -> Result<Vec<f32>> {
     let cols = shape.last().copied().unwrap_or(1);
     let rows: usize = shape.iter().product::<usize>() / cols.max(1);
     let (tall, short) = (rows.max(cols), rows.min(cols));
     // Columns of a tall × short normal matrix, orthonormalised by modified Gram–Schmidt (which
     // yields R with a positive diagonal, i.e. Q already carries sign(diag R)).
-    let mut q: Vec<Vec<f64>> = (0..short)
-        .map(|_| (0..tall).map(|_| normal(rng)).collect())
-        .collect();
+    let mut q = Vec::new();
+    for _ in 0..short {
+        let mut col = alloc::filled("orthogonal initializer", tall, 0.0f64)?;
+        col.iter_mut().for_each(|v| *v = normal(rng));
+        q.push(col);
+    }
     for j in 0..short {
         let (done, rest) = q.split_at_mut(j);
         let col = &mut rest[0];
@@ -151,7 +163,7 @@ fn orthogonal(shape: &[usize], gain: f32, rng: &mut StdRng) -> Vec<f32> {
         col.iter_mut().for_each(|v| *v /= norm);
     }
     let g = f64::from(gain);
-    let mut out = vec![0.0; rows * cols];
+    let mut out = alloc::filled("initial weights", rows * cols, 0.0)?;
     for (i, row) in out.chunks_mut(cols.max(1)).enumerate() {
         for (j, v) in row.iter_mut().enumerate() {
             // Q is tall × short; stored as `short` columns of length `tall`.
@@ -159,7 +171,7 @@ fn orthogonal(shape: &[usize], gain: f32, rng: &mut StdRng) -> Vec<f32> {
             *v = (g * qv) as f32;
         }
     }
-    out
+    Ok(out)
 }
 
 impl FromStr for Initializer {
@@ -203,17 +215,21 @@ mod tests {
     #[test]
     fn limits_and_spreads_follow_keras() {
         let mut rng = StdRng::seed_from_u64(1);
-        let w = Initializer::GlorotUniform.sample(&[784, 128], &mut rng);
+        let w = Initializer::GlorotUniform
+            .sample(&[784, 128], &mut rng)
+            .unwrap();
         let limit = (6.0f32 / (784.0 + 128.0)).sqrt();
         assert!(w.iter().all(|v| v.abs() <= limit));
         assert!(w.iter().any(|v| v.abs() > 0.9 * limit));
-        let w = Initializer::HeNormal.sample(&[400, 300], &mut rng);
+        let w = Initializer::HeNormal.sample(&[400, 300], &mut rng).unwrap();
         let var = w.iter().map(|v| f64::from(v * v)).sum::<f64>() / w.len() as f64;
         assert!((var / (2.0 / 400.0) - 1.0).abs() < 0.05, "{var}");
         let bound = 2.0 * (2.0f32 / 400.0).sqrt() / TRUNCATED_STDDEV as f32;
         assert!(w.iter().all(|v| v.abs() <= bound * 1.0001));
         assert_eq!(
-            Initializer::Constant(3.5).sample(&[2, 2], &mut rng),
+            Initializer::Constant(3.5)
+                .sample(&[2, 2], &mut rng)
+                .unwrap(),
             [3.5; 4]
         );
     }
@@ -222,7 +238,9 @@ mod tests {
     fn orthogonal_is_orthonormal() {
         let mut rng = StdRng::seed_from_u64(2);
         for (r, c) in [(5, 3), (3, 5), (4, 4)] {
-            let q = Initializer::Orthogonal { gain: 1.0 }.sample(&[r, c], &mut rng);
+            let q = Initializer::Orthogonal { gain: 1.0 }
+                .sample(&[r, c], &mut rng)
+                .unwrap();
             // The shorter side is orthonormal.
             let (outer, inner) = (r.min(c), r.max(c));
             let at = |a: usize, k: usize| if r >= c { q[k * c + a] } else { q[a * c + k] };

@@ -11,28 +11,42 @@ use super::tensor::Tensor;
 use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` so that readers see the old file or the new one, never a partial
-/// one: a temporary file in the same directory, flushed to disk, then renamed over `path`.
+/// one, even while other threads or processes save to the same path: a new temporary file in
+/// the same directory (uniquely named and created exclusively, so no two saves share it and
+/// no symlink planted at its name is followed), flushed to disk, renamed over `path`, and the
+/// directory flushed so the rename survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let file_name = path
         .file_name()
         .ok_or_else(|| Error::invalid_file(path, "not a file path"))?;
-    let tmp_name = format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    );
-    let tmp = dir.map_or_else(|| Path::new(&tmp_name).to_path_buf(), |d| d.join(&tmp_name));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |e| Error::io(path, e);
+    // Named after the target so a leftover (after a crash) says where it came from.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name.to_string_lossy()))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    // On failure the temporary file is dropped, which deletes it.
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    sync_dir(dir).map_err(io)
+}
+
+/// Flushes a directory's entries (the rename) to disk.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Elsewhere (Windows) a directory cannot be opened as a file to flush it.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Saves named f32 tensors as a safetensors file (atomically).
@@ -59,7 +73,13 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
 /// Loads every tensor of a safetensors file; all must be f32.
 pub fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
+    parse(&bytes, path)
+}
+
+/// Every tensor of the bytes of a safetensors file (as [`load`] reads them); all must be f32.
+/// `path` only names the file in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>> {
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::invalid_file(path, format!("not a safetensors file: {e}")))?;
     st.tensors()
         .into_iter()

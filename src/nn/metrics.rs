@@ -2,6 +2,7 @@
 
 use std::str::FromStr;
 
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// A metric to report besides the loss.
@@ -72,7 +73,8 @@ impl Running {
     }
 }
 
-/// `m[true][predicted]` counts for `classes` classes.
+/// `m[true][predicted]` counts for `classes` classes; [`Error::Allocation`] when `classes²`
+/// counts do not fit in memory.
 pub fn confusion_matrix(
     labels: &[usize],
     predictions: &[usize],
@@ -85,7 +87,11 @@ pub fn confusion_matrix(
             predictions.len()
         )));
     }
-    let mut m = vec![vec![0u64; classes]; classes];
+    alloc::elements("confusion matrix", &[classes, classes])?;
+    let mut m = alloc::filled("confusion matrix", classes, Vec::new())?;
+    for row in &mut m {
+        *row = alloc::filled("confusion matrix", classes, 0u64)?;
+    }
     for (&t, &p) in labels.iter().zip(predictions) {
         if t >= classes || p >= classes {
             return Err(Error::InvalidArgument(format!(
@@ -108,6 +114,13 @@ mod tests {
         assert_eq!(m, vec![vec![1, 0, 0], vec![0, 1, 1], vec![0, 0, 1]]);
         assert!(confusion_matrix(&[3], &[0], 3).is_err());
         assert!(confusion_matrix(&[0, 1], &[0], 3).is_err());
+        // Absurd class counts are typed errors, not a capacity-overflow panic or an abort.
+        for classes in [usize::MAX, 1 << 40] {
+            assert!(matches!(
+                confusion_matrix(&[], &[], classes),
+                Err(Error::Allocation(_))
+            ));
+        }
     }
 
     #[test]

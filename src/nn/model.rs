@@ -22,6 +22,7 @@ use super::optimizer::Optimizer;
 use super::progress::{Progress, Verbose};
 use super::tensor::{Tensor, TensorView, shape_string};
 use crate::activation::Activation;
+use crate::alloc;
 use crate::cpu::Cpu;
 use crate::error::{Error, Result};
 
@@ -211,6 +212,19 @@ fn check_inner(what: &str, view: &TensorView<'_>, expected: &[usize]) -> Result<
     }
 }
 
+/// Rejects a per-sample input shape with a zero dimension (every batch would be empty, and
+/// `evaluate` would report a loss of 0) or a size that overflows `usize`.
+fn check_input_shape(shape: &[usize]) -> Result<()> {
+    if shape.contains(&0) {
+        return Err(Error::TensorShape {
+            what: "model input".into(),
+            expected: "positive dimensions".into(),
+            got: shape_string(None, shape),
+        });
+    }
+    alloc::elements("model input", shape).map(drop)
+}
+
 /// Rejects NaN and ∞ inputs up front (an activation such as relu could hide them).
 fn check_finite(x: &TensorView<'_>) -> Result<()> {
     match x.data().iter().position(|v| !v.is_finite()) {
@@ -269,7 +283,10 @@ impl<B: Backend> Sequential<B> {
     }
 
     /// Builds `layer` on the current output shape and appends it; weights are initialized here.
+    /// An input shape with a zero dimension is an [`Error::TensorShape`], one whose size
+    /// overflows `usize` an [`Error::Allocation`], as is a layer too large to allocate.
     pub fn add(&mut self, layer: impl Into<LayerConfig>) -> Result<&mut Self> {
+        check_input_shape(&self.input_shape)?;
         let input = self.output_shape();
         let layer = layer.into();
         let (kind, custom_name) = match &layer {
@@ -305,7 +322,7 @@ impl<B: Backend> Sequential<B> {
             }
             LayerConfig::Flatten(_) => Layer::Flatten {
                 name,
-                output_shape: Flatten::output_shape(&input),
+                output_shape: Flatten::output_shape(&input)?,
             },
         };
         self.layers.push(built);
@@ -581,11 +598,15 @@ impl<B: Backend> Sequential<B> {
             return Ok(());
         }
         let b = &self.backend;
-        let input_len: usize = self.input_shape.iter().product();
+        // The shapes were checked when the layers were added; the batch can still overflow.
+        let input_len = alloc::elements("model input", &self.input_shape)?;
         let denses: Vec<&DenseLayer<B>> = self.dense_layers().collect();
         let mut acts = Vec::with_capacity(denses.len());
         for (k, d) in denses.iter().enumerate() {
-            let len = batch * d.rows_per_sample() * d.units();
+            let len = alloc::elements(
+                &format!("activations of {}", d.name),
+                &[batch, d.rows_per_sample(), d.units()],
+            )?;
             let next_needs_dy = denses.get(k + 1).is_some()
                 && (d.act().is_row_wise() || d.cfg.activity_regularizer.is_some());
             let last_needs_dy = k + 1 == denses.len() && d.cfg.activity_regularizer.is_some();
@@ -598,13 +619,20 @@ impl<B: Backend> Sequential<B> {
                     .transpose()?,
             });
         }
+        let x_len = alloc::elements("input batch", &[batch, input_len])?;
+        let targets_len = alloc::elements("target batch", &[batch, target_len])?;
+        let staging_len = x_len.max(targets_len);
+        let mut staging = Vec::new();
+        staging
+            .try_reserve_exact(staging_len)
+            .map_err(|_| Error::Allocation(format!("staging for {staging_len} values")))?;
         self.ws = Some(Workspace {
             capacity: batch,
             target_len,
-            x: b.alloc(batch * input_len)?,
-            targets: b.alloc(batch * target_len)?,
+            x: b.alloc(x_len)?,
+            targets: b.alloc(targets_len)?,
             acts,
-            staging: Vec::with_capacity(batch * input_len.max(target_len)),
+            staging,
             stats: b.alloc(STATS_LEN)?,
         });
         Ok(())
@@ -844,6 +872,24 @@ impl<B: Backend> Sequential<B> {
         Ok(())
     }
 
+    /// [`Error::NonFinite`] at `epoch`, `step` when a weight is NaN or infinite. The loss does
+    /// not show every bad weight (relu or a clamped activation can map NaN to a number), so
+    /// training checks the weights themselves each time it reads the loss.
+    fn check_weights(&self, epoch: usize, step: usize) -> Result<()> {
+        for d in self.dense_layers() {
+            for p in d.params() {
+                if !self.backend.all_finite(&p.value, p.len())? {
+                    return Err(Error::NonFinite {
+                        what: "weights",
+                        epoch,
+                        step,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Zeroes the running sums on the backend.
     fn reset_stats(&mut self) -> Result<()> {
         let ws = self.ws.as_mut().expect("workspace allocated");
@@ -902,7 +948,7 @@ impl<B: Backend> Sequential<B> {
         let mut grads = Vec::new();
         for d in self.dense_layers() {
             for p in d.params() {
-                let mut data = vec![0.0; p.len()];
+                let mut data = alloc::filled("gradient", p.len(), 0.0)?;
                 self.backend.read(&p.grad, &mut data)?;
                 grads.push(Tensor::new(&p.shape, data)?);
             }
@@ -911,7 +957,8 @@ impl<B: Backend> Sequential<B> {
     }
 
     /// One optimizer step on one batch (Keras `train_on_batch`); returns the batch's mean loss
-    /// (penalties included) and accuracy counts. Allocates nothing once warmed up.
+    /// (penalties included) and accuracy counts. Allocates nothing once warmed up. A
+    /// non-finite loss (before the update) or weight (after it) is an [`Error::NonFinite`].
     pub fn train_on_batch<'a>(
         &mut self,
         x: impl Into<TensorView<'a>>,
@@ -930,6 +977,7 @@ impl<B: Backend> Sequential<B> {
             });
         }
         self.apply_update()?;
+        self.check_weights(1, self.iterations as usize)?;
         stats.loss = loss;
         Ok(stats)
     }
@@ -938,7 +986,10 @@ impl<B: Backend> Sequential<B> {
     /// A NaN or infinite loss stops training with [`Error::NonFinite`] naming epoch and step
     /// (the weights keep the values of the last finite step). A backend that reads the loss
     /// only every [`Backend::stats_interval`] steps (the GPU) still names the first bad step,
-    /// but stops at the next read, with the weights of the step before it.
+    /// but stops at the next read, with the weights of the step before it. The weights are
+    /// checked after the update at each read too (a NaN weight need not make the loss NaN):
+    /// a non-finite one stops training with [`Error::NonFinite`] for `"weights"`, naming the
+    /// step whose update was checked, and the model keeps those weights.
     pub fn fit<'a>(
         &mut self,
         x: impl Into<TensorView<'a>>,
@@ -1046,11 +1097,15 @@ impl<B: Backend> Sequential<B> {
                 samples += m;
                 // Read before this step's update, so a non-finite loss found here leaves the
                 // weights of the step before (every step where the interval is 1).
-                if (s + 1) % interval == 0 || s + 1 == steps {
+                let read = (s + 1) % interval == 0 || s + 1 == steps;
+                if read {
                     self.read_stats(&mut running, penalties, samples, Some(epoch))?;
                     (penalties, samples) = (0.0, 0);
                 }
                 self.apply_update()?;
+                if read {
+                    self.check_weights(epoch, s + 1)?;
+                }
                 progress.step(s + 1, || running.values(&metrics));
             }
             history.epoch_seconds.push(start.elapsed().as_secs_f64());
@@ -1088,7 +1143,12 @@ impl<B: Backend> Sequential<B> {
         y: &TensorView<'_>,
         batch_size: usize,
     ) -> Result<Running> {
-        let batch = batch_size.clamp(1, x.len().max(1));
+        if x.is_empty() {
+            return Err(Error::InvalidArgument(
+                "evaluate: no samples (the loss over none is undefined)".into(),
+            ));
+        }
+        let batch = batch_size.clamp(1, x.len());
         self.ensure_workspace(batch)?;
         let mut weights_penalty = 0.0;
         for d in self.dense_layers() {
@@ -1112,7 +1172,8 @@ impl<B: Backend> Sequential<B> {
         Ok(running)
     }
 
-    /// Loss and metrics on `x`, `y` in batches (Keras `evaluate`).
+    /// Loss and metrics on `x`, `y` in batches (Keras `evaluate`); no samples is an
+    /// [`Error::InvalidArgument`].
     pub fn evaluate<'a>(
         &mut self,
         x: impl Into<TensorView<'a>>,
@@ -1141,8 +1202,9 @@ impl<B: Backend> Sequential<B> {
         check_inner("input", &x, &self.input_shape)?;
         self.last_dense()?;
         let out_shape = self.output_shape();
-        let out_len: usize = out_shape.iter().product();
-        let mut out = vec![0.0; x.len() * out_len];
+        let out_len = alloc::elements("model output", &out_shape)?;
+        let total = alloc::elements("predictions", &[x.len(), out_len])?;
+        let mut out = alloc::filled("predictions", total, 0.0)?;
         let batch = batch_size.clamp(1, x.len().max(1));
         self.ensure_workspace(batch)?;
         let backend = self.backend.clone();

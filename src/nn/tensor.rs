@@ -3,6 +3,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::matrix::MatRef;
 
@@ -36,17 +37,10 @@ pub(crate) fn shape_string(batch: Option<usize>, dims: &[usize]) -> String {
     s
 }
 
-fn volume(what: &str, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::InvalidArgument(format!("{what}: shape {shape:?} overflows")))
-}
-
 impl Tensor {
     /// A tensor of `shape` holding `data` in row-major order.
     pub fn new(shape: &[usize], data: Vec<f32>) -> Result<Self> {
-        let n = volume("tensor", shape)?;
+        let n = alloc::elements("tensor", shape)?;
         if n != data.len() {
             return Err(Error::TensorShape {
                 what: "tensor data".into(),
@@ -60,12 +54,12 @@ impl Tensor {
         })
     }
 
-    /// A tensor of `shape` filled with `value`.
+    /// A tensor of `shape` filled with `value`; [`Error::Allocation`] when it is too large.
     pub fn full(shape: &[usize], value: f32) -> Result<Self> {
-        let n = volume("tensor", shape)?;
+        let n = alloc::elements("tensor", shape)?;
         Ok(Self {
             shape: shape.to_vec(),
-            data: vec![value; n],
+            data: alloc::filled("tensor", n, value)?,
         })
     }
 
@@ -106,7 +100,7 @@ impl Tensor {
 
     /// The same values under another shape with the same number of elements.
     pub fn reshape(mut self, shape: &[usize]) -> Result<Self> {
-        if volume("reshape", shape)? != self.data.len() {
+        if alloc::elements("reshape", shape)? != self.data.len() {
             return Err(Error::TensorShape {
                 what: "reshape".into(),
                 expected: format!("{} values", self.data.len()),
@@ -165,7 +159,7 @@ pub(crate) fn argmax(row: &[f32]) -> usize {
 impl<'a> TensorView<'a> {
     /// A view of a row-major slice as `len` entries of shape `inner`.
     pub fn new(data: &'a [f32], len: usize, inner: &'a [usize]) -> Result<Self> {
-        let per = volume("view", inner)?;
+        let per = alloc::elements("view", inner)?;
         if per.checked_mul(len) != Some(data.len()) {
             return Err(Error::TensorShape {
                 what: "tensor view".into(),

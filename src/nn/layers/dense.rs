@@ -4,6 +4,7 @@
 use rand::rngs::StdRng;
 
 use crate::activation::Activation;
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::nn::Spec;
 use crate::nn::backend::{Backend, BufMut, BufRef};
@@ -123,8 +124,11 @@ pub(crate) struct Param<B: Backend> {
 }
 
 impl<B: Backend> Param<B> {
+    /// Allocates the parameter `name` of layer `layer` and initializes it.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         backend: &B,
+        layer: &str,
         name: &'static str,
         shape: Vec<usize>,
         init: &Initializer,
@@ -132,12 +136,18 @@ impl<B: Backend> Param<B> {
         regularizer: Option<Regularizer>,
         constraint: Option<Constraint>,
     ) -> Result<Self> {
-        let len = shape.iter().product();
-        let mut value = backend.alloc(len)?;
-        backend.write(&mut value, &init.sample(&shape, rng))?;
+        let what = format!("{layer}.{name}");
+        let len = alloc::elements(&what, &shape)?;
+        // The backend's allocation error does not know which weights it was for.
+        let named = |e| match e {
+            Error::Allocation(m) => Error::Allocation(format!("{what} of shape {shape:?}: {m}")),
+            e => e,
+        };
+        let mut value = backend.alloc(len).map_err(named)?;
+        backend.write(&mut value, &init.sample(&shape, rng)?)?;
         Ok(Self {
             name,
-            grad: backend.alloc(len)?,
+            grad: backend.alloc(len).map_err(named)?,
             value,
             shape,
             slots: Vec::new(),
@@ -159,7 +169,7 @@ impl<B: Backend> Param<B> {
     }
 
     pub fn get(&self, backend: &B) -> Result<Tensor> {
-        let mut data = vec![0.0; self.len()];
+        let mut data = alloc::filled("weights", self.len(), 0.0)?;
         backend.read(&self.value, &mut data)?;
         Tensor::new(&self.shape, data)
     }
@@ -235,8 +245,13 @@ impl<B: Backend> DenseLayer<B> {
                 cfg.units
             )));
         }
+        // The output must be addressable too (a batch's rows are its leading dims).
+        let mut output_shape = input_shape.to_vec();
+        *output_shape.last_mut().expect("checked non-empty") = cfg.units;
+        alloc::elements(&format!("output of {name}"), &output_shape)?;
         let kernel = Param::new(
             backend,
+            &name,
             "kernel",
             vec![in_dim, cfg.units],
             &cfg.kernel_initializer,
@@ -249,6 +264,7 @@ impl<B: Backend> DenseLayer<B> {
             .then(|| {
                 Param::new(
                     backend,
+                    &name,
                     "bias",
                     vec![cfg.units],
                     &cfg.bias_initializer,

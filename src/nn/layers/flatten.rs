@@ -1,6 +1,9 @@
 //! `Flatten`: reshapes each sample to one axis. Buffers are row-major, so it moves no data; it
 //! only changes how the next layer views them.
 
+use crate::alloc;
+use crate::error::Result;
+
 /// Keras `Flatten`: `(batch, d1, …, dk)` → `(batch, d1·…·dk)`.
 #[derive(Clone, Debug, Default)]
 pub struct Flatten {
@@ -19,8 +22,9 @@ impl Flatten {
         self
     }
 
-    /// The per-sample output shape for a per-sample input shape.
-    pub(crate) fn output_shape(input: &[usize]) -> Vec<usize> {
-        vec![input.iter().product()]
+    /// The per-sample output shape for a per-sample input shape; [`Error::Allocation`](crate::Error::Allocation) when its
+    /// size overflows `usize`.
+    pub(crate) fn output_shape(input: &[usize]) -> Result<Vec<usize>> {
+        Ok(vec![alloc::elements("flatten input", input)?])
     }
 }
