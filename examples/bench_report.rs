@@ -14,12 +14,19 @@ use std::collections::BTreeMap;
 use std::error::Error;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use densecore::cpu::{Kernel, fma_peak_gflops};
 
 use plotters::prelude::*;
 use serde_json::Value;
 
-/// This machine's measured f32 FMA peak per core (2-core AMD EPYC, Zen 3; issue 3).
-const PEAK_PER_CORE: f64 = 102.0;
+/// This machine's f32 FMA peak per core with the default kernel's registers, measured now
+/// (`cpu::fma_peak_gflops`): run the report on the machine that ran the benchmarks.
+fn peak_per_core() -> f64 {
+    static PEAK: OnceLock<f64> = OnceLock::new();
+    *PEAK.get_or_init(|| fma_peak_gflops(Kernel::best(), 1.0).expect("the best kernel runs here"))
+}
 /// Where the chart goes unless a path is given.
 const DEFAULT_CHART: &str = "docs/cpu_gflops.svg";
 /// Family order in the report (others follow alphabetically).
@@ -31,22 +38,24 @@ const FAMILIES: [&str; 5] = [
     "fusion",
 ];
 /// Column order in the tables (others follow alphabetically).
-const IMPLEMENTATIONS: [&str; 8] = [
+const IMPLEMENTATIONS: [&str; 9] = [
     "densecore fused relu",
     "densecore packed relu",
     "densecore unfused relu",
     "densecore gemm",
+    "faer",
     "matrixmultiply",
     "gemm",
     "densecore fused gelu",
     "densecore fused sigmoid",
 ];
 /// The chart's colour of each of `IMPLEMENTATIONS` (others are grey).
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 9] = [
     RGBColor(214, 39, 40),
     RGBColor(23, 190, 207),
     RGBColor(255, 127, 14),
     RGBColor(140, 86, 75),
+    RGBColor(0, 0, 0),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
@@ -55,7 +64,7 @@ const COLORS: [RGBColor; 8] = [
 /// The baseline of the fusion-cost table.
 const PLAIN_GEMM: &str = "densecore gemm";
 const FUSED: &str = "densecore fused relu";
-const LIBRARIES: [&str; 2] = ["matrixmultiply", "gemm"];
+const LIBRARIES: [&str; 3] = ["faer", "matrixmultiply", "gemm"];
 
 /// One criterion benchmark: group `"{family} t{threads}"`, function = implementation, value = param.
 struct Measurement {
@@ -205,7 +214,7 @@ fn groups(all: &[Measurement]) -> Vec<Group<'_>> {
 }
 
 fn print_table(g: &Group<'_>) {
-    let peak = PEAK_PER_CORE * g.threads as f64;
+    let peak = peak_per_core() * g.threads as f64;
     let fusion = g.family == "fusion";
     let threads = if g.threads == 1 { "thread" } else { "threads" };
     if fusion {
@@ -308,7 +317,7 @@ fn draw_chart(groups: &[Group<'_>], path: &Path) -> Result<(), Box<dyn Error>> {
                         .iter()
                         .flat_map(|(_, c)| c.values().map(|m| m.gflops()))
                 })
-                .fold(PEAK_PER_CORE, f64::max)
+                .fold(peak_per_core(), f64::max)
                 * 1.35; // headroom for the legend
             let mut keys = xs.clone();
             keys.sort_by(f64::total_cmp);
@@ -340,12 +349,12 @@ fn draw_chart(groups: &[Group<'_>], path: &Path) -> Result<(), Box<dyn Error>> {
                 .draw()?;
             chart
                 .draw_series(DashedLineSeries::new(
-                    [(lo / 1.2, PEAK_PER_CORE), (hi * 1.2, PEAK_PER_CORE)],
+                    [(lo / 1.2, peak_per_core()), (hi * 1.2, peak_per_core())],
                     6,
                     4,
                     BLACK.mix(0.5).stroke_width(1),
                 ))?
-                .label(format!("1-core peak {PEAK_PER_CORE:.0}"))
+                .label(format!("1-core peak {:.0}", peak_per_core()))
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.5)));
             for imp in &implementations {
                 let color = COLORS
