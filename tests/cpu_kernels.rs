@@ -815,3 +815,32 @@ fn special_values_match_reference() {
     }
     eprintln!("special values checked on kernels: {}", tested.join(", "));
 }
+
+/// Every activation on every kernel over a dense sweep of [-100, 100] (the vector exp, erf,
+/// tanh and log1p across their whole range), against the reference.
+#[test]
+fn activation_sweep_matches_reference() {
+    let vals: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 0.005).collect();
+    let n = vals.len();
+    for cpu in kernels() {
+        for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+            let mut y = vec![0.0f32; n];
+            cpu.dense(
+                MatRef::row_major(&[1.0], 1, 1),
+                MatRef::row_major(&vals, 1, n),
+                None,
+                act,
+                MatMut::row_major(&mut y, 1, n),
+            )
+            .unwrap();
+            for (&v, &got) in vals.iter().zip(&y) {
+                let want = act.apply(v as f64);
+                assert!(
+                    same_special(got, want),
+                    "{} {act}({v}) = {got}, reference {want}",
+                    cpu.kernel()
+                );
+            }
+        }
+    }
+}

@@ -73,6 +73,14 @@ pub(crate) trait SimdF32: Copy {
     fn round(self) -> Self;
     /// `2^self` for integer-valued lanes in [−126, 127].
     fn pow2i(self) -> Self;
+    /// `self · 2^n` for integer-valued `n` in [−150, 128], rounded as IEEE multiplication
+    /// rounds (overflow to ±∞, gradual underflow): two exact power-of-two scalings here, one
+    /// instruction where the ISA has it (AVX-512 `vscalefps`).
+    #[inline(always)]
+    fn ldexp(self, n: Self) -> Self {
+        let half = n.mul(Self::splat(0.5)).round();
+        self.mul(half.pow2i()).mul(n.sub(half).pow2i())
+    }
 }
 
 #[inline(always)]
@@ -83,13 +91,15 @@ fn poly<S: SimdF32>(x: S, coeffs: &[f32]) -> S {
         .fold(S::splat(coeffs[0]), |acc, &c| acc.mul_add(x, S::splat(c)))
 }
 
-/// e^x: Cody–Waite range reduction by ln 2 and a degree-6 polynomial (Cephes `expf`, ≤ 2 ulp).
+/// e^x: Cody–Waite range reduction by ln 2 and a degree-6 polynomial (Cephes `expf`, ≤ 2 ulp),
+/// scaled by `ldexp`, which rounds overflow to ∞ and underflow gradually as IEEE does.
 #[inline(always)]
 pub(crate) fn exp<S: SimdF32>(x: S) -> S {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Clamping keeps 2^n a normal float; the true result is 0 below and ∞ above these.
-    let xc = x.max(S::splat(-87.336_55)).min(S::splat(88.722_8));
+    // Past these e^x is ∞ or below half the smallest denormal in f32; the clamp keeps n in
+    // ldexp's range. x86 max/min return their second operand for NaN: keep x there.
+    let xc = S::splat(88.8).min(S::splat(-104.0).max(x));
     let n = xc.mul(S::splat(std::f32::consts::LOG2_E)).round();
     let r = n.mul_add(S::splat(-LN2_HI), xc);
     let r = n.mul_add(S::splat(-LN2_LO), r);
@@ -104,17 +114,8 @@ pub(crate) fn exp<S: SimdF32>(x: S) -> S {
             0.5,
         ],
     );
-    // Near the top n reaches 128, one past the largest exponent: scale by 2^127 · 2.
-    let top = S::splat(127.0);
-    let e = p
-        .mul(r.mul(r))
-        .add(r)
-        .add(S::splat(1.0))
-        .mul(n.min(top).pow2i());
-    let e = n.select_gt(top, e.add(e), e);
-    let e = x.select_gt(S::splat(88.722_84), S::splat(f32::INFINITY), e);
-    let e = S::splat(-87.336_55).select_gt(x, S::splat(0.0), e);
-    // The clamp above maps NaN to a bound; e^NaN is NaN.
+    let e = p.mul(r.mul(r)).add(r).add(S::splat(1.0)).ldexp(n);
+    // Other ISAs' max/min may turn NaN into a bound: e^NaN is NaN.
     x.keep_nan(e)
 }
 

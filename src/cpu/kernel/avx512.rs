@@ -101,6 +101,11 @@ impl SimdF32 for F32x16 {
         })
     }
     #[inline(always)]
+    fn ldexp(self, n: Self) -> Self {
+        // SAFETY: AVX-512F is present (module docs).
+        Self(unsafe { _mm512_scalef_ps(self.0, n.0) })
+    }
+    #[inline(always)]
     fn pow2i(self) -> Self {
         // SAFETY: AVX-512F is present (module docs).
         Self(unsafe {
