@@ -17,7 +17,9 @@ pub const UNSIGNED_BYTE: u8 = 0x08;
 /// An n-d array of bytes read from an IDX file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxArray {
+    /// The size of each dimension, outermost first.
     pub dims: Vec<usize>,
+    /// The bytes in row-major order.
     pub data: Vec<u8>,
 }
 
