@@ -20,12 +20,28 @@
 //! assert_eq!(y[..5], [577.0, 734.0, 891.0, 1048.0, 1205.0]);
 //! # Ok::<(), densecore::Error>(())
 //! ```
+//!
+//! ## Features
+//!
+//! With `default-features = false` the crate is the kernels alone ([`activation`], [`matrix`],
+//! [`reference`](mod@reference), [`cpu`]); each feature adds a layer on top:
+//!
+//! | feature | adds |
+//! | --- | --- |
+//! | `gpu` (default) | `gpu`: the WGSL kernels through wgpu (Vulkan, Metal, DX12) |
+//! | `nn` (default) | `nn`: the Keras-like trainer (`Sequential`, `Dense`, losses, optimizers) |
+//! | `data` (default) | `data`: the IDX reader and the MNIST loader (implies `nn`) |
+//! | `ndarray` | conversions between `nn::Tensor` and ndarray arrays (implies `nn`) |
+#![warn(missing_docs)]
 
 pub mod activation;
 mod alloc;
 pub mod cpu;
 pub mod error;
+// The GPU training kernels serve nn::GpuBackend: unused without `nn`, not dead (the default
+// build, which has both, still reports dead code there).
 #[cfg(feature = "gpu")]
+#[cfg_attr(not(feature = "nn"), allow(dead_code))]
 pub mod gpu;
 pub mod matrix;
 pub mod reference;
@@ -36,5 +52,7 @@ pub use error::{Error, Result};
 pub use matrix::{MatMut, MatRef};
 
 // The Keras-like trainer and the data loaders (issue 5).
+#[cfg(feature = "data")]
 pub mod data;
+#[cfg(feature = "nn")]
 pub mod nn;

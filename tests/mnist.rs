@@ -2,8 +2,9 @@
 //! training run on a subset reaches a stated accuracy (so a broken trainer cannot pass CI).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use densecore::Error;
 use densecore::cpu::Cpu;
 use densecore::data::mnist::{self, FILES, Mnist};
 use densecore::nn::{Dense, FitOptions, Flatten, Metric, Sequential, Verbose};
@@ -77,6 +78,21 @@ fn corrupt_or_mismatched_files_are_refused() {
     fs::remove_file(dir.join(format!("{}.gz", FILES[0]))).unwrap();
     let e = Mnist::load(&dir).unwrap_err().to_string();
     assert!(e.contains(FILES[0]) && e.contains("not found"), "{e}");
+    // An empty folder: the error says where the files go and where to get them.
+    for f in fs::read_dir(&dir).unwrap() {
+        fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let e = Mnist::load(&dir).unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if Path::new(path) == dir),
+        "{e}"
+    );
+    let e = e.to_string();
+    assert!(FILES.iter().all(|f| e.contains(f)), "{e}");
+    assert!(
+        e.contains(mnist::DOWNLOAD_URL) && e.contains("data/mnist"),
+        "{e}"
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
 

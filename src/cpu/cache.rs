@@ -9,8 +9,11 @@ use super::driver::Blocking;
 /// Per-core data cache sizes in bytes (L3: the whole shared cache).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheSizes {
+    /// L1 data cache.
     pub l1d: usize,
+    /// L2 cache.
     pub l2: usize,
+    /// L3 cache (shared by the cores).
     pub l3: usize,
 }
 

@@ -222,12 +222,14 @@ impl Cpu {
     }
 
     /// The thread pool, when there is more than one thread.
+    #[cfg(feature = "nn")]
     pub(crate) fn pool(&self) -> Option<&rayon::ThreadPool> {
         self.pool.as_deref()
     }
 
     /// The pool and how many threads share `work` units when each must get at least
     /// `min_per_thread` of them; `None` when the work stays on the calling thread.
+    #[cfg(feature = "nn")]
     pub(crate) fn split(
         &self,
         work: usize,

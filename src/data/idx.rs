@@ -21,7 +21,9 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// An n-d array of bytes read from an IDX file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxArray {
+    /// The size of each dimension, outermost first.
     pub dims: Vec<usize>,
+    /// The bytes in row-major order.
     pub data: Vec<u8>,
 }
 

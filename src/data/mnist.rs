@@ -19,6 +19,9 @@ pub const FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
+/// Where the four files can be downloaded (gzipped), a mirror of the original site.
+pub const DOWNLOAD_URL: &str = "https://storage.googleapis.com/cvdf-datasets/mnist/";
+
 /// The MNIST folder shipped in this repository.
 pub fn default_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
@@ -41,6 +44,7 @@ impl Mnist {
     /// Loads the four files from `dir`, verifying them against `dir/SHA256SUMS` if it exists.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
+        check_present(dir)?;
         let sums = read_sums(dir)?;
         let load = |name: &str| -> Result<(PathBuf, idx::IdxArray)> {
             let (path, bytes) = read_file(dir, name)?;
@@ -57,6 +61,27 @@ impl Mnist {
             test_labels,
         })
     }
+}
+
+/// Fails, saying where to get them, when any of the four files is missing from `dir` (the
+/// published crate does not include them).
+fn check_present(dir: &Path) -> Result<()> {
+    let missing: Vec<_> = FILES
+        .into_iter()
+        .filter(|n| !dir.join(format!("{n}.gz")).exists() && !dir.join(n).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Io {
+        path: dir.display().to_string(),
+        message: format!(
+            "not found: {}. Put the four MNIST files here ({}, each gzipped as NAME.gz or not): \
+             the densecore repository has them in data/mnist, or download them from {DOWNLOAD_URL}",
+            missing.join(", "),
+            FILES.join(", "),
+        ),
+    })
 }
 
 /// `dir/name.gz`, else `dir/name`, with its bytes.

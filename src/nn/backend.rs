@@ -24,20 +24,30 @@ use crate::matrix::{MatMut, MatRef};
 /// A strided read-only matrix view of a backend buffer (element (i, j) at `i·rs + j·cs`).
 #[derive(Debug)]
 pub struct BufRef<'a, T> {
+    /// The buffer viewed.
     pub buf: &'a T,
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Distance between consecutive rows, in elements.
     pub rs: usize,
+    /// Distance between consecutive columns, in elements.
     pub cs: usize,
 }
 
 /// A strided mutable matrix view of a backend buffer.
 #[derive(Debug)]
 pub struct BufMut<'a, T> {
+    /// The buffer viewed.
     pub buf: &'a mut T,
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
+    /// Distance between consecutive rows, in elements.
     pub rs: usize,
+    /// Distance between consecutive columns, in elements.
     pub cs: usize,
 }
 

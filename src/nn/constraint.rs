@@ -14,16 +14,28 @@ const EPSILON: f32 = 1e-7;
 #[non_exhaustive]
 pub enum Constraint {
     /// Scales each slice whose norm exceeds `max_value` down to it.
-    MaxNorm { max_value: f32, axis: usize },
+    MaxNorm {
+        /// The largest norm kept.
+        max_value: f32,
+        /// The axis the norm is taken over (0: one norm per column).
+        axis: usize,
+    },
     /// Sets negative values to zero.
     NonNeg,
     /// Scales each slice to norm 1.
-    UnitNorm { axis: usize },
+    UnitNorm {
+        /// The axis the norm is taken over (0: one norm per column).
+        axis: usize,
+    },
     /// Pulls each slice's norm toward `[min_value, max_value]` at `rate`.
     MinMaxNorm {
+        /// The smallest norm.
         min_value: f32,
+        /// The largest norm.
         max_value: f32,
+        /// How far toward the range each step goes (1: all the way).
         rate: f32,
+        /// The axis the norm is taken over (0: one norm per column).
         axis: usize,
     },
 }

@@ -29,11 +29,26 @@ pub enum Initializer {
     /// Truncated normal, σ = √(1/fan_in).
     LecunNormal,
     /// U(minval, maxval) (Keras: −0.05, 0.05).
-    RandomUniform { minval: f32, maxval: f32 },
+    RandomUniform {
+        /// The lower bound.
+        minval: f32,
+        /// The upper bound.
+        maxval: f32,
+    },
     /// N(mean, stddev) (Keras: 0, 0.05).
-    RandomNormal { mean: f32, stddev: f32 },
+    RandomNormal {
+        /// The mean.
+        mean: f32,
+        /// The standard deviation.
+        stddev: f32,
+    },
     /// N(mean, stddev) redrawn outside two standard deviations (Keras: 0, 0.05).
-    TruncatedNormal { mean: f32, stddev: f32 },
+    TruncatedNormal {
+        /// The mean.
+        mean: f32,
+        /// The standard deviation (before truncation).
+        stddev: f32,
+    },
     /// All zeros. The bias default.
     Zeros,
     /// All ones.
@@ -41,7 +56,10 @@ pub enum Initializer {
     /// All `value`.
     Constant(f32),
     /// An orthogonal matrix (rows or columns orthonormal) times `gain`.
-    Orthogonal { gain: f32 },
+    Orthogonal {
+        /// The scale of the orthogonal matrix.
+        gain: f32,
+    },
 }
 
 /// Keras `compute_fans`: a vector has fan_in = fan_out = its length; a matrix (in, out).

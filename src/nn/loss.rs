@@ -18,11 +18,20 @@ pub const EPSILON: f32 = 1e-7;
 #[non_exhaustive]
 pub enum Loss {
     /// Targets are class indices; predictions are probabilities (or logits).
-    SparseCategoricalCrossentropy { from_logits: bool },
+    SparseCategoricalCrossentropy {
+        /// Predictions are logits (softmax is applied inside the loss).
+        from_logits: bool,
+    },
     /// Targets are one-hot (or soft) distributions over the last axis.
-    CategoricalCrossentropy { from_logits: bool },
+    CategoricalCrossentropy {
+        /// Predictions are logits (softmax is applied inside the loss).
+        from_logits: bool,
+    },
     /// Targets are 0/1 per element; predictions are probabilities (or logits).
-    BinaryCrossentropy { from_logits: bool },
+    BinaryCrossentropy {
+        /// Predictions are logits (sigmoid is applied inside the loss).
+        from_logits: bool,
+    },
     /// `mean((y − t)²)`.
     MeanSquaredError,
 }
@@ -30,8 +39,11 @@ pub enum Loss {
 /// What one batch contributed: its mean loss and its correct predictions out of `total`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BatchStats {
+    /// The batch's mean loss.
     pub loss: f64,
+    /// Correct predictions in the batch (for the accuracy metric).
     pub correct: f64,
+    /// Predictions counted in `correct`.
     pub total: f64,
 }
 

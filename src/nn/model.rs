@@ -92,7 +92,9 @@ struct Compiled {
 /// Options of [`Sequential::fit`], with Keras' defaults.
 #[derive(Clone, Debug)]
 pub struct FitOptions<'a> {
+    /// Passes over the training data.
     pub epochs: usize,
+    /// Samples per gradient step.
     pub batch_size: usize,
     /// Shuffle the training samples before each epoch (with the model's seeded generator).
     pub shuffle: bool,
@@ -100,6 +102,7 @@ pub struct FitOptions<'a> {
     pub validation_split: f32,
     /// Validation inputs and targets (take precedence over `validation_split`).
     pub validation_data: Option<(TensorView<'a>, TensorView<'a>)>,
+    /// Progress output.
     pub verbose: Verbose,
 }
 
@@ -120,6 +123,7 @@ impl Default for FitOptions<'_> {
 /// `val_loss`, `val_accuracy`), plus the time each epoch's training steps took.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
+    /// (Keras key, one value per epoch), in the order Keras reports them.
     pub metrics: Vec<(String, Vec<f64>)>,
     /// Seconds of training steps per epoch (validation excluded).
     pub epoch_seconds: Vec<f64>,

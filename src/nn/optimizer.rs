@@ -8,8 +8,11 @@ use crate::error::{Error, Result};
 /// Stochastic gradient descent, optionally with (Nesterov) momentum.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
+    /// The step size.
     pub learning_rate: f32,
+    /// The momentum factor (0: plain SGD).
     pub momentum: f32,
+    /// Nesterov momentum instead of the classic form.
     pub nesterov: bool,
 }
 
@@ -17,19 +20,28 @@ pub struct Sgd {
 /// into the step size: `α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ)`, `p −= α·m/(√v + ε)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam {
+    /// The step size.
     pub learning_rate: f32,
+    /// The decay of the first-moment (mean) estimate.
     pub beta_1: f32,
+    /// The decay of the second-moment (uncentered variance) estimate.
     pub beta_2: f32,
+    /// Added to `√v` to keep the step finite.
     pub epsilon: f32,
 }
 
 /// RMSprop (Keras 3: ε inside the square root, optional momentum and centering).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsProp {
+    /// The step size.
     pub learning_rate: f32,
+    /// The decay of the mean squared gradient.
     pub rho: f32,
+    /// The momentum factor (0: none).
     pub momentum: f32,
+    /// Added under the square root to keep the step finite.
     pub epsilon: f32,
+    /// Divide by the gradient's variance estimate instead of its mean square.
     pub centered: bool,
 }
 
@@ -83,8 +95,11 @@ impl Default for RmsProp {
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Optimizer {
+    /// Stochastic gradient descent.
     Sgd(Sgd),
+    /// Adam.
     Adam(Adam),
+    /// RMSprop.
     RmsProp(RmsProp),
 }
 

@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 /// `l1·Σ|x| + l2·Σx²`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Regularizer {
+    /// The L1 factor.
     pub l1: f32,
+    /// The L2 factor.
     pub l2: f32,
 }
 

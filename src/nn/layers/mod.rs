@@ -10,7 +10,9 @@ pub use flatten::Flatten;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum LayerConfig {
+    /// A fully connected layer.
     Dense(Dense),
+    /// Flattens each sample to one dimension.
     Flatten(Flatten),
 }
 
