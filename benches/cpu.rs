@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use densecore::cpu::{Cpu, PackedWeights};
+use densecore::cpu::{Cpu, Kernel, PackedWeights};
 use densecore::{Activation, MatMut, MatRef};
 use gemm::Parallelism;
 
@@ -372,6 +372,38 @@ fn bench_fusion(c: &mut Criterion, threads: usize) {
     group.finish();
 }
 
+/// Every CPU kernel this machine has, on the same shapes in one run: fused relu dense.
+fn bench_kernels(c: &mut Criterion) {
+    let shapes = [
+        (256, 256, 256),
+        (512, 512, 512),
+        (1024, 1024, 1024),
+        (1, 784, 128),
+        (32, 784, 128),
+        (256, 784, 128),
+        (256, 128, 10),
+    ];
+    let mut group = c.benchmark_group("kernels t1");
+    for (m, k, n) in shapes {
+        let shape = Shape { m, k, n };
+        configure(&mut group, shape);
+        let mut ops = Operands::new(shape);
+        for kernel in Kernel::available() {
+            let cpu = Cpu::default()
+                .with_kernel(kernel)
+                .expect("an available kernel");
+            let name = format!("densecore {kernel} relu");
+            group.bench_function(BenchmarkId::new(name, format!("{m}x{k}x{n}")), |b| {
+                b.iter(|| {
+                    ops.dense(&cpu, Activation::Relu);
+                    black_box(&mut ops.y);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn run(threads: usize) {
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -384,6 +416,7 @@ fn run(threads: usize) {
     // Fusion cost is a property of the kernel's epilogue, measured on one thread.
     if threads == 1 {
         bench_fusion(&mut c, threads);
+        bench_kernels(&mut c);
     }
     c.final_summary();
 }

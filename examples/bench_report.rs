@@ -30,12 +30,13 @@ fn peak_per_core() -> f64 {
 /// Where the chart goes unless a path is given.
 const DEFAULT_CHART: &str = "docs/cpu_gflops.svg";
 /// Family order in the report (others follow alphabetically).
-const FAMILIES: [&str; 5] = [
+const FAMILIES: [&str; 6] = [
     "square",
     "dense 784x128",
     "dense 128x10",
     "dense 4096x4096",
     "fusion",
+    "kernels",
 ];
 /// Column order in the tables (others follow alphabetically).
 const IMPLEMENTATIONS: [&str; 9] = [
