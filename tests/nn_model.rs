@@ -367,8 +367,12 @@ fn divergence_stops_with_epoch_and_step() {
     let Error::NonFinite { what, epoch, step } = e else {
         panic!("expected NonFinite, got {e}");
     };
-    // The weights overflow in an update before the loss does; they are checked after it.
-    assert_eq!((what, epoch), ("weights", 1));
+    // The loss (read every step on the CPU) or the weights (checked at the epoch's end) stop
+    // it, in the first epoch.
+    assert!(
+        matches!(what, "loss" | "weights") && epoch == 1,
+        "{what} {epoch}"
+    );
     assert!(step > 1 && step <= 32, "step {step}");
     assert!(e.to_string().contains(&format!("at epoch 1, step {step}")));
     // A loss that overflows while the weights are finite is caught at its own step.
