@@ -26,8 +26,10 @@ pub struct MatMut<'a> {
     col_stride: usize,
 }
 
-/// Smallest slice length that holds every element of a rows×cols view with these strides.
-fn required_len(
+/// Smallest slice length that holds every element of a rows×cols view with these strides
+/// (0 for an empty view), or [`Error::Overflow`] naming `operand` when the last element's index
+/// overflows, or reaches past what a pointer offset can address.
+pub fn required_len(
     operand: &'static str,
     rows: usize,
     cols: usize,

@@ -15,6 +15,7 @@ use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use kernels::cpu::{self, Kernel as CpuKernel};
+use kernels::matrix::required_len;
 use kernels::{Error, MatMut, MatRef};
 
 /// The result of every call. On anything but `DENSECORE_STATUS_OK`, `densecore_last_error()`
@@ -261,30 +262,6 @@ fn ffi(body: impl FnOnce() -> Result<(), Failure>) -> Status {
     }
 }
 
-/// The number of elements from the first to the last element of the view, inclusive, computed
-/// without overflow (0 for an empty view).
-fn span(
-    operand: &'static str,
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-) -> Result<usize, Failure> {
-    if rows == 0 || cols == 0 {
-        return Ok(0);
-    }
-    let last = (rows - 1)
-        .checked_mul(row_stride)
-        .zip((cols - 1).checked_mul(col_stride))
-        .and_then(|(r, c)| r.checked_add(c))
-        // A slice may span at most isize::MAX bytes.
-        .filter(|&last| last < isize::MAX as usize / size_of::<f32>());
-    match last {
-        Some(last) => Ok(last + 1),
-        None => Err(Error::Overflow { operand }.into()),
-    }
-}
-
 /// Checks that `ptr` can start a slice of `len` floats: not NULL (unless empty) and aligned.
 fn check_ptr(operand: &str, ptr: *const f32, len: usize) -> Result<(), Failure> {
     if len > 0 && ptr.is_null() {
@@ -302,7 +279,7 @@ impl Matrix {
     /// # Safety
     /// The caller guarantees those elements are readable and not written during the call.
     unsafe fn view<'a>(&self, operand: &'static str) -> Result<MatRef<'a>, Failure> {
-        let len = span(
+        let len = required_len(
             operand,
             self.rows,
             self.cols,
@@ -333,7 +310,7 @@ impl MatrixMut {
     /// The caller guarantees those elements are writable and not accessed otherwise during the
     /// call.
     unsafe fn view<'a>(&self, operand: &'static str) -> Result<MatMut<'a>, Failure> {
-        let len = span(
+        let len = required_len(
             operand,
             self.rows,
             self.cols,
@@ -366,7 +343,7 @@ unsafe fn bias<'a>(ptr: *const f32, n: usize) -> Result<Option<&'a [f32]>, Failu
     if ptr.is_null() {
         return Ok(None);
     }
-    span("bias", 1, n, n, 1)?;
+    required_len("bias", 1, n, n, 1)?;
     check_ptr("bias", ptr, n)?;
     // SAFETY: non-NULL, aligned, n floats fit in a slice (checked); readable (caller).
     Ok(Some(unsafe { std::slice::from_raw_parts(ptr, n) }))
