@@ -5,15 +5,14 @@
 use std::time::Instant;
 
 use super::kernel::Microkernel;
-use super::{Kernel, dispatch, kernel};
-use crate::error::{Error, Result};
+use super::{Cpu, Kernel, dispatch, kernel};
+use crate::error::Result;
 
 /// One thread's f32 FMA throughput in GFLOP/s with `kernel`'s registers: 12 independent chains
 /// for about `seconds`, the best of 5 runs.
 pub fn fma_peak_gflops(kernel: Kernel, seconds: f64) -> Result<f64> {
-    if !kernel.is_available() {
-        return Err(Error::KernelUnavailable(kernel.name(), String::new()));
-    }
+    // The same check (and error, listing the kernels that do run) as configuring a Cpu.
+    Cpu::default().with_kernel(kernel)?;
     fn go<K: Microkernel>(seconds: f64) -> f64 {
         // SAFETY: the kernel's availability was checked above.
         let run = |iters| unsafe { K::fma_chains(iters) };

@@ -376,10 +376,10 @@ unsafe fn each_register<S: SimdF32, const MR: usize, const NV: usize>(
     let (alpha, beta) = (S::splat(epi.alpha), S::splat(epi.beta));
     for (i, row) in acc.iter().enumerate().take(out.m) {
         for (v, (&r, &bv)) in row.iter().zip(bias).enumerate() {
-            let Some(cols) = out.n.checked_sub(v * lanes).filter(|&c| c > 0) else {
+            let cols = out.n.saturating_sub(v * lanes).min(lanes);
+            if cols == 0 {
                 break;
-            };
-            let cols = cols.min(lanes);
+            }
             // SAFETY: the register's `cols` lanes are inside the corner (caller).
             unsafe {
                 let p = out.c.add(i * out.crs + v * lanes);
