@@ -26,9 +26,9 @@ fn copy_of_data(name: &str) -> PathBuf {
 fn shipped_files_verify_and_load() {
     let data = Mnist::load(mnist::default_dir()).unwrap();
     assert_eq!(data.train_images.shape(), &[60_000, 28, 28]);
-    assert_eq!(data.train_labels.shape(), &[60_000]);
+    assert_eq!(data.train_labels.len(), 60_000);
     assert_eq!(data.test_images.shape(), &[10_000, 28, 28]);
-    assert_eq!(data.test_labels.shape(), &[10_000]);
+    assert_eq!(data.test_labels.len(), 10_000);
     assert!(
         data.train_images
             .data()
@@ -36,8 +36,8 @@ fn shipped_files_verify_and_load() {
             .all(|&p| (0.0..=1.0).contains(&p))
     );
     // The first training label of MNIST is a 5, the first test label a 7.
-    assert_eq!(data.train_labels.data()[0], 5.0);
-    assert_eq!(data.test_labels.data()[0], 7.0);
+    assert_eq!(data.train_labels[0], 5);
+    assert_eq!(data.test_labels[0], 7);
     let sums = fs::read_to_string(mnist::default_dir().join("SHA256SUMS")).unwrap();
     assert_eq!(sums.lines().count(), 4);
 }
@@ -101,7 +101,7 @@ fn short_training_on_a_subset_reaches_the_stated_accuracy() {
     let data = Mnist::load(mnist::default_dir()).unwrap();
     let n = 20_000;
     let x = data.train_images.slice(0..n).unwrap();
-    let y = data.train_labels.slice(0..n).unwrap();
+    let y = &data.train_labels[..n];
     let mut model = Sequential::with_backend(Cpu::from_env().unwrap(), &[28, 28]).seed(1);
     model.add(Flatten::new()).unwrap();
     model.add(Dense::new(128).activation("relu")).unwrap();

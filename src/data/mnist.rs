@@ -1,5 +1,5 @@
 //! MNIST (and any folder of the same four IDX files, such as Fashion-MNIST): images scaled to
-//! [0, 1] as f32, labels as class indices. A `SHA256SUMS` file in the folder is checked.
+//! [0, 1] as f32, labels as the u8 class indices the files hold. A `SHA256SUMS` file in the folder is checked.
 
 use std::collections::HashMap;
 use std::fs;
@@ -32,12 +32,12 @@ pub fn default_dir() -> PathBuf {
 pub struct Mnist {
     /// (60000, 28, 28) in [0, 1].
     pub train_images: Tensor,
-    /// (60000,) class indices.
-    pub train_labels: Tensor,
+    /// 60000 class indices, as the file stores them (`fit` takes them as they are).
+    pub train_labels: Vec<u8>,
     /// (10000, 28, 28) in [0, 1].
     pub test_images: Tensor,
-    /// (10000,) class indices.
-    pub test_labels: Tensor,
+    /// 10000 class indices.
+    pub test_labels: Vec<u8>,
 }
 
 impl Mnist {
@@ -146,7 +146,7 @@ fn verify(sums: &HashMap<String, String>, path: &Path, bytes: &[u8]) -> Result<(
 fn pair(
     (ipath, images): (PathBuf, idx::IdxArray),
     (lpath, labels): (PathBuf, idx::IdxArray),
-) -> Result<(Tensor, Tensor)> {
+) -> Result<(Tensor, Vec<u8>)> {
     if images.dims.len() != 3 {
         return Err(Error::invalid_file(
             &ipath,
@@ -171,9 +171,5 @@ fn pair(
         ));
     }
     let pixels = images.data.iter().map(|&p| f32::from(p) / 255.0).collect();
-    let labels_f = labels.data.iter().map(|&l| f32::from(l)).collect();
-    Ok((
-        Tensor::new(&images.dims, pixels)?,
-        Tensor::new(&labels.dims, labels_f)?,
-    ))
+    Ok((Tensor::new(&images.dims, pixels)?, labels.data))
 }

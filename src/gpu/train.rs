@@ -11,6 +11,7 @@ const GATHER: &str = include_str!("../../shaders/train_gather.wgsl");
 const COL_SUMS: &str = include_str!("../../shaders/train_col_sums.wgsl");
 const SPARSE_CE: &str = include_str!("../../shaders/train_sparse_ce.wgsl");
 const UPDATE: &str = include_str!("../../shaders/train_update.wgsl");
+const DROPOUT: &str = include_str!("../../shaders/train_dropout.wgsl");
 
 /// Storage bindings of the training layout (after the params uniform).
 pub(crate) const TRAIN_BINDINGS: usize = 4;
@@ -19,6 +20,7 @@ pub(crate) const TRAIN_BINDINGS: usize = 4;
 const GATHER_WG: usize = 256;
 const COL_SUMS_WG: usize = 64;
 const UPDATE_WG: usize = 256;
+const DROPOUT_WG: usize = 256;
 
 /// A training kernel: the pipeline cache key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +29,7 @@ pub(crate) enum TrainKernel {
     ColSums,
     SparseCrossentropy,
     Update(UpdateRule),
+    Dropout,
 }
 
 /// The optimizer rules with a kernel (`KIND` in `train_update.wgsl`).
@@ -66,13 +69,14 @@ impl UpdateRule {
 
 impl TrainKernel {
     /// Every kernel.
-    pub(crate) const ALL: [TrainKernel; 6] = [
+    pub(crate) const ALL: [TrainKernel; 7] = [
         Self::Gather,
         Self::ColSums,
         Self::SparseCrossentropy,
         Self::Update(UpdateRule::Sgd),
         Self::Update(UpdateRule::Momentum),
         Self::Update(UpdateRule::Adam),
+        Self::Dropout,
     ];
 
     pub(crate) fn source(self) -> String {
@@ -81,6 +85,7 @@ impl TrainKernel {
             TrainKernel::ColSums => COL_SUMS.into(),
             TrainKernel::SparseCrossentropy => SPARSE_CE.into(),
             TrainKernel::Update(rule) => format!("const KIND: u32 = {}u;\n{UPDATE}", rule as u32),
+            TrainKernel::Dropout => DROPOUT.into(),
         }
     }
 }
@@ -212,6 +217,29 @@ impl Gpu {
             &params,
             &[Some(a.buffer()), Some(out.buffer())],
             groups(self, cols, COL_SUMS_WG),
+        )
+    }
+
+    /// `out[i] = x[i] · factor(i)` for `i < len`, with the Dropout mask given as
+    /// `(key, threshold, scale bits)` (see `nn::layers::dropout::DropoutMask`).
+    pub(crate) fn dropout(
+        &self,
+        (key, threshold, scale_bits): (u32, u32, u32),
+        len: usize,
+        x: &GpuMatrix,
+        out: &GpuMatrix,
+    ) -> Result<()> {
+        check_len("dropout input", x, len)?;
+        check_len("dropout output", out, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let params = [u32_of("dropout length", len)?, key, threshold, scale_bits, 0, 0, 0, 0];
+        self.train_dispatch(
+            TrainKernel::Dropout,
+            &params,
+            &[Some(x.buffer()), Some(out.buffer())],
+            groups(self, len, DROPOUT_WG),
         )
     }
 

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use super::constraint::Constraint;
+use super::layers::dropout::DropoutMask;
 use super::loss::{BatchStats, Loss};
 use super::optimizer::Optimizer;
 use super::regularizer::Regularizer;
@@ -279,6 +280,22 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync {
         slots: &mut [Self::Buffer],
     ) -> Result<()> {
         update_on_host(self, opt, step, len, param, grad, slots)
+    }
+
+    /// `out[i] = x[i] · mask.factor(i)` for `i < len`: a Dropout's forward pass, and (on the
+    /// gradient) its backward pass. The default goes through the host.
+    fn dropout(
+        &self,
+        mask: DropoutMask,
+        len: usize,
+        x: &Self::Buffer,
+        out: &mut Self::Buffer,
+    ) -> Result<()> {
+        let mut host = alloc::filled("dropout", len, 0.0)?;
+        self.read(x, &mut host)?;
+        let input = host.clone();
+        mask.apply(&input, &mut host);
+        self.write(out, &host)
     }
 
     /// `dz = dy · ∂act/∂z` for any activation, row-wise ones included.
@@ -709,6 +726,12 @@ impl Backend for Cpu {
         c: BufMut<'_, Vec<f32>>,
     ) -> Result<()> {
         Cpu::gemm_act_grad(self, mat(a), mat(b), mat(z), act, mat_mut(c))
+    }
+
+    fn dropout(&self, mask: DropoutMask, len: usize, x: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+        let x = prefix(x, len, "dropout input")?;
+        mask.apply(x, prefix_mut(out, len, "dropout output")?);
+        Ok(())
     }
 
     fn col_sums(&self, a: BufRef<'_, Vec<f32>>, out: &mut Vec<f32>) -> Result<()> {

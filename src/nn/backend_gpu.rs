@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::backend::{Backend, BufMut, BufRef, accumulate_on_host, host_loss, update_on_host};
+use super::layers::dropout::DropoutMask;
 use super::loss::{BatchStats, Loss};
 use super::optimizer::{Optimizer, Sgd};
 use crate::activation::Activation;
@@ -239,6 +240,17 @@ impl Backend for GpuBackend {
         let mut c = output(&c)?;
         self.gpu
             .gemm_act_grad(as_ref(&a), as_ref(&b), &z, act, &mut c)
+    }
+
+    fn dropout(
+        &self,
+        mask: DropoutMask,
+        len: usize,
+        x: &GpuMatrix,
+        out: &mut GpuMatrix,
+    ) -> Result<()> {
+        let bits = (mask.key, mask.threshold, mask.scale_bits);
+        self.gpu.dropout(bits, len, x, out)
     }
 
     fn col_sums(&self, a: BufRef<'_, GpuMatrix>, out: &mut GpuMatrix) -> Result<()> {

@@ -10,7 +10,7 @@ const EPSILON: f32 = 1e-7;
 
 /// A constraint on a `rows × cols` row-major parameter. Norms are taken along `axis`: 0 (over
 /// the rows, one norm per column: per unit of a Dense kernel, Keras' default) or 1.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Constraint {
     /// Scales each slice whose norm exceeds `max_value` down to it.

@@ -51,6 +51,15 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
 
 /// Saves named f32 tensors as a safetensors file (atomically).
 pub fn save(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    save_with_metadata(path, tensors, HashMap::new())
+}
+
+/// [`save`] with string metadata in the file's header (besides `format: densecore`).
+pub fn save_with_metadata(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -64,7 +73,7 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
                 .map_err(|e| Error::invalid_file(path, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([("format".to_string(), "densecore".to_string())]);
+    metadata.insert("format".to_string(), "densecore".to_string());
     let data = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::invalid_file(path, e.to_string()))?;
     write_atomic(path, &data)
@@ -72,8 +81,16 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
 
 /// Loads every tensor of a safetensors file; all must be f32.
 pub fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
+    load_with_metadata(path).map(|(tensors, _)| tensors)
+}
+
+/// [`load`], with the header's string metadata.
+pub fn load_with_metadata(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes, path)
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::invalid_file(path, format!("not a safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    Ok((parse(&bytes, path)?, metadata))
 }
 
 /// Every tensor of the bytes of a safetensors file (as [`load`] reads them); all must be f32.

@@ -14,7 +14,7 @@ pub const EPSILON: f32 = 1e-7;
 
 /// A loss function, as `keras.losses` defines it. Each is the mean over the batch (and, for the
 /// elementwise ones, over the last axis).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Loss {
     /// Targets are class indices; predictions are probabilities (or logits).

@@ -6,7 +6,7 @@ use crate::alloc;
 use crate::error::{Error, Result};
 
 /// A metric to report besides the loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Metric {
     /// The fraction of correct predictions: argmax against the class for the categorical

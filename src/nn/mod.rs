@@ -1,4 +1,4 @@
-//! A thin Keras-like trainer over the fused kernels: [`Dense`] and [`Flatten`] layers in a
+//! A thin Keras-like trainer over the fused kernels: [`Dense`], [`Dropout`] and [`Flatten`] layers in a
 //! [`Sequential`] model with Keras losses, optimizers, metrics and progress output.
 //!
 //! ```no_run
@@ -22,6 +22,7 @@
 //! on the device (`Sequential::with_backend(GpuBackend::new()?, &[28, 28])`).
 
 pub mod backend;
+pub mod callbacks;
 #[cfg(feature = "gpu")]
 mod backend_gpu;
 pub mod constraint;
@@ -34,6 +35,7 @@ pub mod model;
 pub mod optimizer;
 pub mod progress;
 pub mod regularizer;
+pub mod targets;
 pub mod tensor;
 
 pub use backend::Backend;
@@ -41,13 +43,15 @@ pub use backend::Backend;
 pub use backend_gpu::GpuBackend;
 pub use constraint::Constraint;
 pub use initializer::Initializer;
-pub use layers::{Dense, Flatten, LayerConfig};
+pub use callbacks::Callback;
+pub use layers::{Dense, Dropout, Flatten, LayerConfig};
 pub use loss::{BatchStats, Loss};
 pub use metrics::{Metric, confusion_matrix};
 pub use model::{Evaluation, FitOptions, History, Sequential};
 pub use optimizer::{Adam, Optimizer, RmsProp, Sgd};
 pub use progress::Verbose;
 pub use regularizer::Regularizer;
+pub use targets::{Labels, Targets};
 pub use tensor::{Tensor, TensorView};
 
 use crate::activation::Activation;

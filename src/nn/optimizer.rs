@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 /// Stochastic gradient descent, optionally with (Nesterov) momentum.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sgd {
     /// The step size.
     pub learning_rate: f32,
@@ -18,7 +18,7 @@ pub struct Sgd {
 
 /// Adam. As in Keras 3, ε is added to the *uncorrected* `√v` and the bias correction is folded
 /// into the step size: `α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ)`, `p −= α·m/(√v + ε)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     /// The step size.
     pub learning_rate: f32,
@@ -31,7 +31,7 @@ pub struct Adam {
 }
 
 /// RMSprop (Keras 3: ε inside the square root, optional momentum and centering).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RmsProp {
     /// The step size.
     pub learning_rate: f32,
@@ -92,7 +92,7 @@ impl Default for RmsProp {
 }
 
 /// One of the optimizers.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Optimizer {
     /// Stochastic gradient descent.

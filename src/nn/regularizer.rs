@@ -5,7 +5,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 /// `l1·Σ|x| + l2·Σx²`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Regularizer {
     /// The L1 factor.
     pub l1: f32,
