@@ -16,8 +16,8 @@ use densecore::cpu::Cpu;
 use densecore::data::mnist::{self, Mnist};
 use densecore::nn::callbacks::{CsvLogger, EarlyStopping};
 use densecore::nn::{
-    Backend, Callback, Dense, Dropout, FitOptions, Flatten, History, Metric, Optimizer,
-    Sequential, Verbose, confusion_matrix,
+    Backend, Callback, Dense, Dropout, FitOptions, Flatten, History, Metric, Optimizer, Sequential,
+    Verbose, confusion_matrix,
 };
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -134,9 +134,11 @@ fn train<B: Backend>(
     std::fs::create_dir_all(&args.output_dir)?;
     let log = args.output_dir.join("history.csv");
     let mut csv = CsvLogger::new(&log);
-    let mut early = args
-        .patience
-        .map(|p| EarlyStopping::new("val_loss").patience(p).restore_best_weights(true));
+    let mut early = args.patience.map(|p| {
+        EarlyStopping::new("val_loss")
+            .patience(p)
+            .restore_best_weights(true)
+    });
     let mut callbacks: Vec<&mut dyn Callback<B>> = vec![&mut csv];
     if let Some(early) = &mut early {
         callbacks.push(early);

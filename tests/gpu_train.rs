@@ -10,9 +10,10 @@ use std::path::PathBuf;
 
 use densecore::Error;
 use densecore::cpu::Cpu;
+use densecore::nn::layers::dropout::DropoutMask;
 use densecore::nn::{
-    Adam, Backend, Dense, FitOptions, GpuBackend, Loss, Metric, Optimizer, Sequential, Sgd, Tensor,
-    Verbose,
+    Adam, Backend, Dense, Dropout, FitOptions, GpuBackend, Loss, Metric, Optimizer, Sequential,
+    Sgd, Tensor, Verbose,
 };
 
 /// The GPU backend, or `None` (after saying why) when this machine has no adapter and the
@@ -325,4 +326,84 @@ fn logits_rmsprop_and_regularizer_match_cpu() {
             &c.get_weights().unwrap(),
         );
     }
+}
+
+/// The WGSL Dropout draws the CPU's mask bit for bit (the same hash, the same product, so
+/// NaN stays NaN), forward and on a gradient alike.
+#[test]
+fn dropout_mask_matches_cpu_exactly() {
+    let Some(gpu) = gpu() else { return };
+    let len = 10_007;
+    let mut x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+    x[17] = f32::NAN;
+    x[18] = f32::INFINITY;
+    for (rate, seed, step) in [(0.2, 1, 1), (0.5, u64::MAX, 1 << 40), (0.0, 3, 7)] {
+        let mask = DropoutMask::new(rate, seed, step);
+        let cpu = Cpu::default();
+        let mut out = vec![0.0; len];
+        cpu.dropout(mask, len, &x, &mut out).unwrap();
+        let mut input = gpu.alloc(len).unwrap();
+        gpu.write(&mut input, &x).unwrap();
+        let mut dropped = gpu.alloc(len).unwrap();
+        gpu.dropout(mask, len, &input, &mut dropped).unwrap();
+        let mut back = vec![0.0; len];
+        gpu.read(&dropped, &mut back).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&out), "rate {rate}");
+        assert!(back[17].is_nan());
+    }
+}
+
+/// TensorFlow's quickstart shape (Dense → Dropout → Dense) trained by `fit` on both backends
+/// with u8 labels: the masks match, so the runs agree as the plain model's do; and a whole
+/// model saved from the GPU loads on the CPU and predicts the same.
+#[test]
+fn dropout_fit_with_integer_labels_matches_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let (x, y) = toy(200, 4);
+    let labels: Vec<u8> = y.data().iter().map(|&v| v as u8).collect();
+    fn build<B: Backend>(backend: B) -> Sequential<B> {
+        let mut m = Sequential::with_backend(backend, &[FEATURES]).seed(8);
+        m.add(Dense::new(13).activation("relu")).unwrap();
+        m.add(Dropout::new(0.2)).unwrap();
+        m.add(Dense::new(CLASSES).activation("softmax")).unwrap();
+        let adam = Adam {
+            learning_rate: 0.01,
+            ..Adam::default()
+        };
+        m.compile(adam, "sparse_categorical_crossentropy", &[Metric::Accuracy])
+            .unwrap();
+        m
+    }
+    let opts = FitOptions {
+        epochs: 2,
+        batch_size: 32,
+        verbose: Verbose::Silent,
+        ..FitOptions::default()
+    };
+    let mut g = build(gpu);
+    let mut c = build(Cpu::default());
+    let gh = g.fit(&x, &labels, &opts).unwrap();
+    let ch = c.fit(&x, &labels, &opts).unwrap();
+    for (a, b) in gh.get("loss").unwrap().iter().zip(ch.get("loss").unwrap()) {
+        assert!((a - b).abs() < 1e-4, "loss: GPU {a} vs CPU {b}");
+    }
+    let (gw, cw) = (g.get_weights().unwrap(), c.get_weights().unwrap());
+    for (a, b) in gw.iter().zip(&cw) {
+        for (u, v) in a.data().iter().zip(b.data()) {
+            assert!(
+                (u - v).abs() <= 1e-3 * (1.0 + v.abs()),
+                "GPU {u} vs CPU {v}"
+            );
+        }
+    }
+    let path = temp("dropout_model.safetensors");
+    g.save(&path).unwrap();
+    let mut on_cpu = Sequential::load(&path).unwrap();
+    assert_eq!(on_cpu.get_weights().unwrap(), gw);
+    assert_close(
+        "predictions",
+        &[g.predict(&x, 64).unwrap()],
+        &[on_cpu.predict(&x, 64).unwrap()],
+    );
 }

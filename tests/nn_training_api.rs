@@ -2,32 +2,21 @@
 //! (`compute_gradients` → change → `apply_gradients`), a layer called on its own, integer
 //! labels, and Dropout (its mask, its gradient, reproducibility and identity at inference).
 
+mod common;
+
+use common::toy::toy;
 use densecore::Error;
 use densecore::nn::layers::dropout::DropoutMask;
 use densecore::nn::{
     Adam, Dense, Dropout, FitOptions, Flatten, Metric, Sequential, Tensor, Verbose,
 };
 
-/// Reproducible inputs in [0, 1) and class labels: the class is the largest of the first 3.
-fn toy(n: usize, features: usize, seed: u32) -> (Tensor, Vec<u8>) {
-    let mut s = seed.wrapping_mul(747_796_405).wrapping_add(1);
-    let mut x = Vec::with_capacity(n * features);
-    let mut y = Vec::with_capacity(n);
-    for _ in 0..n {
-        let row: Vec<f32> = (0..features)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1 << 24) as f32
-            })
-            .collect();
-        y.push((0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u8);
-        x.extend(row);
-    }
-    (Tensor::new(&[n, features], x).unwrap(), y)
-}
-
 fn as_f32(labels: &[u8]) -> Tensor {
-    Tensor::new(&[labels.len()], labels.iter().map(|&l| f32::from(l)).collect()).unwrap()
+    Tensor::new(
+        &[labels.len()],
+        labels.iter().map(|&l| f32::from(l)).collect(),
+    )
+    .unwrap()
 }
 
 fn quiet(epochs: usize, batch_size: usize) -> FitOptions<'static> {
@@ -242,13 +231,20 @@ fn dropout_gradients_match_a_host_reference() {
         (0..r * c).map(|e| a[e % r * c + e / r]).collect()
     };
     let add_bias = |v: Vec<f32>, b: &[f32]| -> Vec<f32> {
-        v.iter().enumerate().map(|(e, z)| z + b[e % b.len()]).collect()
+        v.iter()
+            .enumerate()
+            .map(|(e, z)| z + b[e % b.len()])
+            .collect()
     };
     let col_sums = |v: &[f32], c: usize| -> Vec<f32> {
         (0..c).map(|j| v.iter().skip(j).step_by(c).sum()).collect()
     };
     let y1 = add_bias(matmul(&x, w1, (n, f, h)), b1);
-    let d: Vec<f32> = y1.iter().enumerate().map(|(i, v)| v * mask.factor(i)).collect();
+    let d: Vec<f32> = y1
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * mask.factor(i))
+        .collect();
     let y2 = add_bias(matmul(&d, w2, (n, h, o)), b2);
     let dy2: Vec<f32> = y2
         .iter()
@@ -257,7 +253,11 @@ fn dropout_gradients_match_a_host_reference() {
         .collect();
     let dw2 = matmul(&transpose(&d, n, h), &dy2, (h, n, o));
     let dd = matmul(&dy2, &transpose(w2, h, o), (n, o, h));
-    let dy1: Vec<f32> = dd.iter().enumerate().map(|(i, v)| v * mask.factor(i)).collect();
+    let dy1: Vec<f32> = dd
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * mask.factor(i))
+        .collect();
     let dw1 = matmul(&transpose(&x, n, f), &dy1, (f, n, h));
     let expected = [dw1, col_sums(&dy1, h), dw2, col_sums(&dy2, o)];
     let (_, grads) = m.compute_gradients(&xt, &tt).unwrap();

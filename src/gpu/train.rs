@@ -234,7 +234,16 @@ impl Gpu {
         if len == 0 {
             return Ok(());
         }
-        let params = [u32_of("dropout length", len)?, key, threshold, scale_bits, 0, 0, 0, 0];
+        let params = [
+            u32_of("dropout length", len)?,
+            key,
+            threshold,
+            scale_bits,
+            0,
+            0,
+            0,
+            0,
+        ];
         self.train_dispatch(
             TrainKernel::Dropout,
             &params,

@@ -728,7 +728,13 @@ impl Backend for Cpu {
         Cpu::gemm_act_grad(self, mat(a), mat(b), mat(z), act, mat_mut(c))
     }
 
-    fn dropout(&self, mask: DropoutMask, len: usize, x: &Vec<f32>, out: &mut Vec<f32>) -> Result<()> {
+    fn dropout(
+        &self,
+        mask: DropoutMask,
+        len: usize,
+        x: &Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         let x = prefix(x, len, "dropout input")?;
         mask.apply(x, prefix_mut(out, len, "dropout output")?);
         Ok(())

@@ -85,7 +85,9 @@ pub fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// [`load`], with the header's string metadata.
-pub fn load_with_metadata(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+pub fn load_with_metadata(
+    path: &Path,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| Error::invalid_file(path, format!("not a safetensors file: {e}")))?;

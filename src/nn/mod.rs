@@ -22,9 +22,9 @@
 //! on the device (`Sequential::with_backend(GpuBackend::new()?, &[28, 28])`).
 
 pub mod backend;
-pub mod callbacks;
 #[cfg(feature = "gpu")]
 mod backend_gpu;
+pub mod callbacks;
 pub mod constraint;
 pub mod initializer;
 pub mod io;
@@ -41,9 +41,9 @@ pub mod tensor;
 pub use backend::Backend;
 #[cfg(feature = "gpu")]
 pub use backend_gpu::GpuBackend;
+pub use callbacks::Callback;
 pub use constraint::Constraint;
 pub use initializer::Initializer;
-pub use callbacks::Callback;
 pub use layers::{Dense, Dropout, Flatten, LayerConfig};
 pub use loss::{BatchStats, Loss};
 pub use metrics::{Metric, confusion_matrix};

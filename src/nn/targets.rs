@@ -65,8 +65,7 @@ impl Labels<'_> {
 
     /// [`Error::InvalidArgument`] naming the first label outside `0..classes`.
     pub(crate) fn check(&self, classes: usize) -> Result<()> {
-        match (0..self.len()).find(|&i| !usize::try_from(self.get(i)).is_ok_and(|c| c < classes))
-        {
+        match (0..self.len()).find(|&i| !usize::try_from(self.get(i)).is_ok_and(|c| c < classes)) {
             None => Ok(()),
             Some(i) => Err(Error::InvalidArgument(format!(
                 "label {} at index {i} is not a class index in 0..{classes}",
@@ -112,7 +111,7 @@ impl<'a> Targets<'a> {
     }
 
     /// Every target as f32: borrowed for float targets, converted for labels.
-    pub(crate) fn to_f32(&self) -> Cow<'a, [f32]> {
+    pub(crate) fn to_f32(self) -> Cow<'a, [f32]> {
         match self {
             Targets::Values(v) => Cow::Borrowed(v.data()),
             Targets::Labels(l) => {

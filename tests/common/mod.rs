@@ -3,6 +3,9 @@
 
 use densecore::Activation;
 
+#[cfg(feature = "nn")]
+pub mod toy;
+
 /// Reproducible values in [-1, 1) from a seed and an (i, j) position.
 pub fn uniform(seed: u64) -> impl Fn(usize, usize) -> f32 {
     move |i, j| {

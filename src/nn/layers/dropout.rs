@@ -2,7 +2,7 @@
 //! `1/(1 − rate)` (inverted dropout, as Keras); the identity in `evaluate` and `predict`.
 //!
 //! The mask is a counter-based hash of (layer seed, optimizer step, element index), the same
-//! function on every backend (`shaders/train_dropout.wgsl` mirrors [`mix`]): a run is
+//! function on every backend (`shaders/train_dropout.wgsl` mirrors its `mix`): a run is
 //! reproducible from its seed, a GPU step draws the mask where the data is, and the backward
 //! pass redraws the mask instead of storing it.
 

@@ -119,7 +119,9 @@ impl<B: Backend> Sequential<B> {
         let x = x.into();
         let layer = &self.layers[self.layer_index(name)?];
         let batch_shape = |inner: &[usize]| -> Vec<usize> {
-            std::iter::once(x.len()).chain(inner.iter().copied()).collect()
+            std::iter::once(x.len())
+                .chain(inner.iter().copied())
+                .collect()
         };
         let d = match layer {
             Layer::Dense(d) => d,

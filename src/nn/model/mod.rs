@@ -252,7 +252,10 @@ impl<B: Backend> Sequential<B> {
                 cfg.check()?;
                 // One mask per Dense input keeps the workspace at one dropped copy per layer.
                 let since_dense = &self.layers[self.dense.last().map_or(0, |&d| d + 1)..];
-                if since_dense.iter().any(|l| matches!(l, Layer::Dropout { .. })) {
+                if since_dense
+                    .iter()
+                    .any(|l| matches!(l, Layer::Dropout { .. }))
+                {
                     return Err(Error::InvalidArgument(format!(
                         "{name}: two Dropout layers with no Dense between them; use one with \
                          rate 1 − (1 − a)(1 − b)"
@@ -337,7 +340,11 @@ impl<B: Backend> Sequential<B> {
                 tensors.len()
             )));
         }
-        match tensors.iter().zip(&expected).position(|(t, e)| t.shape() != *e) {
+        match tensors
+            .iter()
+            .zip(&expected)
+            .position(|(t, e)| t.shape() != *e)
+        {
             None => Ok(()),
             Some(i) => Err(Error::TensorShape {
                 what: format!("{what}: tensor {i}"),

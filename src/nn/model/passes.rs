@@ -85,9 +85,7 @@ impl<B: Backend> Sequential<B> {
             )?;
             let next_dropout = input_dropout(&self.layers, &self.dense, k + 1).is_some();
             let next_needs_dy = denses.get(k + 1).is_some()
-                && (d.act().is_row_wise()
-                    || d.cfg.activity_regularizer.is_some()
-                    || next_dropout);
+                && (d.act().is_row_wise() || d.cfg.activity_regularizer.is_some() || next_dropout);
             let last_needs_dy = k + 1 == denses.len() && d.cfg.activity_regularizer.is_some();
             acts.push(Acts {
                 z: d.keeps_z().then(|| b.alloc(len)).transpose()?,
@@ -178,7 +176,12 @@ impl<B: Backend> Sequential<B> {
 
     /// [`Sequential::output_loss`] with the batch's numbers going to `sink`: returned, or added
     /// to the running sums on the backend (step `step` of the epoch) without waiting.
-    pub(super) fn output_loss_into(&mut self, m: usize, grad: bool, sink: &mut Sink<'_>) -> Result<()> {
+    pub(super) fn output_loss_into(
+        &mut self,
+        m: usize,
+        grad: bool,
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
         let loss = self.compiled()?.loss;
         let Self {
             backend,

@@ -221,8 +221,9 @@ impl<B: Backend> Sequential<B> {
         let mut model = Sequential::with_backend(backend, &file.input_shape).seed(file.seed);
         model.name = file.name;
         for layer in file.layers {
-            model
-                .add(layer.config()?)
+            layer
+                .config()
+                .and_then(|c| model.add(c).map(drop))
                 .map_err(|e| bad(format!("layer: {e}")))?;
         }
         if let Some(c) = file.compile {

@@ -339,8 +339,13 @@ impl<B: Backend> Sequential<B> {
             ..History::default()
         };
         // The keys each epoch's logs will hold, in order: training metrics, then validation.
-        let train_keys: Vec<&str> = Running::default().values(&metrics).map(|(k, _)| k).collect();
-        let val_keys = val.iter().flat_map(|_| train_keys.iter().map(|k| format!("val_{k}")));
+        let train_keys: Vec<&str> = Running::default()
+            .values(&metrics)
+            .map(|(k, _)| k)
+            .collect();
+        let val_keys = val
+            .iter()
+            .flat_map(|_| train_keys.iter().map(|k| format!("val_{k}")));
         let keys: Vec<String> = train_keys
             .iter()
             .map(|k| k.to_string())
