@@ -1,7 +1,9 @@
 // Keras activations and their derivatives with the formulas of `Activation::apply` and
 // `Activation::derivative` (src/activation.rs). The generator (src/gpu/shader.rs) prepends the
-// constants LEAKY_RELU_SLOPE, SELU_SCALE, SELU_ALPHA, GELU_TANH_SCALE and GELU_TANH_CUBIC from
-// that file and defines `act` / `act_grad` as one `act_<name>` / `grad_<name>` pair below.
+// constants SELU_SCALE, SELU_ALPHA, GELU_TANH_SCALE and GELU_TANH_CUBIC from that file and
+// defines `act` / `act_grad` as calls of one `act_<name>` / `grad_<name>` pair below, with a
+// parametric activation's parameters (leaky_relu's slope, elu's and celu's alpha, relu_with's
+// slope, maximum and threshold) written into the call.
 // WGSL has no expm1, log1p, erf, and `tanh` may overflow in some drivers, so those are here, as
 // in the CPU's vectorized epilogue (src/cpu/simd.rs).
 //
@@ -85,10 +87,20 @@ fn gelu_cdf(x: f32) -> f32 {
 fn act_linear(x: f32) -> f32 { return x; }
 fn act_relu(x: f32) -> f32 { return max(x, 0.0); }
 fn act_relu6(x: f32) -> f32 { return min(max(x, 0.0), 6.0); }
-fn act_leaky_relu(x: f32) -> f32 { return select(LEAKY_RELU_SLOPE * x, x, x > 0.0); }
-fn act_elu(x: f32) -> f32 { return select(exp_m1(x), x, x > 0.0); }
+fn act_leaky_relu(x: f32, slope: f32) -> f32 { return select(slope * x, x, x > 0.0); }
+fn act_elu(x: f32, alpha: f32) -> f32 { return select(alpha * exp_m1(x), x, x > 0.0); }
 fn act_selu(x: f32) -> f32 { return SELU_SCALE * select(SELU_ALPHA * exp_m1(x), x, x > 0.0); }
-fn act_celu(x: f32) -> f32 { return max(x, 0.0) + min(exp_m1(x), 0.0); }
+fn act_celu(x: f32, alpha: f32) -> f32 { return max(x, 0.0) + min(alpha * exp_m1(x / alpha), 0.0); }
+fn act_relu_with(x: f32, slope: f32, has_max: bool, max_value: f32, threshold: f32) -> f32 {
+    var p = select(0.0, x, x > threshold);
+    if has_max {
+        p = min(max(p, 0.0), max_value);
+    }
+    if slope != 0.0 {
+        p += slope * min(x - threshold, 0.0);
+    }
+    return p;
+}
 fn act_gelu(x: f32) -> f32 { return x * gelu_cdf(x); }
 fn act_gelu_tanh(x: f32) -> f32 {
     let inner = GELU_TANH_SCALE * (x + GELU_TANH_CUBIC * x * x * x);
@@ -107,9 +119,13 @@ fn act_exponential(x: f32) -> f32 { return exp(x); }
 fn grad_linear(x: f32) -> f32 { return 1.0; }
 fn grad_relu(x: f32) -> f32 { return select(0.0, 1.0, x > 0.0); }
 fn grad_relu6(x: f32) -> f32 { return select(0.0, 1.0, x > 0.0 && x < 6.0); }
-fn grad_leaky_relu(x: f32) -> f32 { return select(LEAKY_RELU_SLOPE, 1.0, x > 0.0); }
-fn grad_elu(x: f32) -> f32 { return select(exp(x), 1.0, x > 0.0); }
-fn grad_celu(x: f32) -> f32 { return select(exp(x), 1.0, x > 0.0); }
+fn grad_leaky_relu(x: f32, slope: f32) -> f32 { return select(slope, 1.0, x > 0.0); }
+fn grad_elu(x: f32, alpha: f32) -> f32 { return select(alpha * exp(x), 1.0, x > 0.0); }
+fn grad_celu(x: f32, alpha: f32) -> f32 { return select(exp(x / alpha), 1.0, x > 0.0); }
+fn grad_relu_with(x: f32, slope: f32, has_max: bool, max_value: f32, threshold: f32) -> f32 {
+    let up = x > threshold && (!has_max || (x > 0.0 && x < max_value));
+    return select(0.0, 1.0, up) + select(0.0, slope, x < threshold);
+}
 fn grad_selu(x: f32) -> f32 { return SELU_SCALE * select(SELU_ALPHA * exp(x), 1.0, x > 0.0); }
 fn grad_gelu(x: f32) -> f32 {
     let pdf = exp(-0.5 * x * x) * 0.3989422804014327;

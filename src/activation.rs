@@ -4,6 +4,7 @@
 //! the SIMD epilogues in `cpu::simd` are the only other implementation, pinned to these by tests.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use num_traits::Float;
@@ -35,7 +36,7 @@ impl Real for f64 {
 }
 
 /// Keras' `leaky_relu` default negative slope.
-pub const LEAKY_RELU_SLOPE: f64 = 0.2;
+pub const LEAKY_RELU_SLOPE: f32 = 0.2;
 /// SELU's scale (Klambauer et al.; Keras' constant).
 pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 /// SELU's alpha.
@@ -45,10 +46,14 @@ pub const GELU_TANH_SCALE: f64 = 0.797_884_560_802_865_4;
 /// The GELU tanh approximation's cubic coefficient.
 pub const GELU_TANH_CUBIC: f64 = 0.044_715;
 
-/// An activation function, as `keras.activations` defines it.
+/// An activation function, as `keras.activations` defines it, with its parameters.
 ///
 /// `Softmax` and `LogSoftmax` act on each row (the last axis); all others act per element.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// Two activations are equal when they are the same function with bit-identical parameters.
+/// By name they parse as Keras spells them, with keyword arguments where they have some:
+/// `"leaky_relu(negative_slope=0.1)"`, `"relu(max_value=6, threshold=0.5)"`,
+/// `"gelu(approximate=True)"`.
+#[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
 pub enum Activation {
     /// `x`
@@ -58,14 +63,23 @@ pub enum Activation {
     Relu,
     /// `min(max(x, 0), 6)`
     Relu6,
-    /// `x` if `x > 0`, else `0.2·x`
-    LeakyRelu,
-    /// `x` if `x > 0`, else `exp(x) − 1`
-    Elu,
+    /// `x` if `x > 0`, else `negative_slope·x` (Keras' default slope 0.2)
+    LeakyRelu {
+        /// The slope below 0.
+        negative_slope: f32,
+    },
+    /// `x` if `x > 0`, else `alpha·(exp(x) − 1)` (Keras' default alpha 1)
+    Elu {
+        /// The value approached as `x → −∞`, negated.
+        alpha: f32,
+    },
     /// `scale·x` if `x > 0`, else `scale·alpha·(exp(x) − 1)`
     Selu,
-    /// `max(0, x) + min(0, exp(x) − 1)` (alpha = 1)
-    Celu,
+    /// `max(0, x) + min(0, alpha·(exp(x/alpha) − 1))` (Keras' default alpha 1)
+    Celu {
+        /// The scale of the negative part (not 0).
+        alpha: f32,
+    },
     /// `0.5·x·(1 + erf(x/√2))`, the exact form (Keras' default)
     Gelu,
     /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`
@@ -92,6 +106,34 @@ pub enum Activation {
     Softmax,
     /// `x − max − log Σ exp(x − max)` over each row
     LogSoftmax,
+    /// Keras `relu(x, negative_slope, max_value, threshold)`: `x` above `threshold` (clipped
+    /// to `[0, max_value]` when a maximum is given, else 0 there), plus
+    /// `negative_slope·(x − threshold)` below it. Built by [`Activation::relu_with`], which
+    /// gives plain `Relu`, `Relu6` or `LeakyRelu` where Keras runs those.
+    ReluWith {
+        /// The slope below the threshold.
+        negative_slope: f32,
+        /// The largest output of the part above the threshold, if bounded.
+        max_value: Option<f32>,
+        /// Where the function leaves 0.
+        threshold: f32,
+    },
+}
+
+impl PartialEq for Activation {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.param_bits() == other.param_bits()
+    }
+}
+
+impl Eq for Activation {}
+
+impl Hash for Activation {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        self.param_bits().hash(state);
+    }
 }
 
 impl Activation {
@@ -100,10 +142,12 @@ impl Activation {
         Self::Linear,
         Self::Relu,
         Self::Relu6,
-        Self::LeakyRelu,
-        Self::Elu,
+        Self::LeakyRelu {
+            negative_slope: LEAKY_RELU_SLOPE,
+        },
+        Self::Elu { alpha: 1.0 },
         Self::Selu,
-        Self::Celu,
+        Self::Celu { alpha: 1.0 },
         Self::Gelu,
         Self::GeluTanh,
         Self::Sigmoid,
@@ -119,16 +163,126 @@ impl Activation {
         Self::LogSoftmax,
     ];
 
-    /// The Keras name (`keras.activations.get` accepts it).
+    /// Parametric activations at settings other than Keras' defaults (one of each kind, and
+    /// relu's thresholded and clipped forms): with [`Activation::ALL`], what the tests run
+    /// every kernel over.
+    pub const PARAMETRIC: [Activation; 6] = [
+        Self::LeakyRelu {
+            negative_slope: 0.01,
+        },
+        Self::Elu { alpha: 0.5 },
+        Self::Celu { alpha: 2.0 },
+        Self::ReluWith {
+            negative_slope: 0.1,
+            max_value: Some(6.0),
+            threshold: 0.5,
+        },
+        Self::ReluWith {
+            negative_slope: 0.0,
+            max_value: None,
+            threshold: -1.0,
+        },
+        Self::ReluWith {
+            negative_slope: 0.3,
+            max_value: Some(2.5),
+            threshold: 0.0,
+        },
+    ];
+
+    /// Keras `leaky_relu(negative_slope)`.
+    pub const fn leaky_relu(negative_slope: f32) -> Self {
+        Self::LeakyRelu { negative_slope }
+    }
+
+    /// Keras `elu(alpha)`.
+    pub const fn elu(alpha: f32) -> Self {
+        Self::Elu { alpha }
+    }
+
+    /// Keras `celu(alpha)`.
+    pub const fn celu(alpha: f32) -> Self {
+        Self::Celu { alpha }
+    }
+
+    /// Keras `relu(negative_slope, max_value, threshold)`: plain `Relu` at the defaults
+    /// `(0, None, 0)`, `Relu6` for a maximum of 6 and `LeakyRelu` for a slope alone (Keras
+    /// runs those ops there too; their derivatives at 0 are theirs), else `ReluWith`.
+    pub fn relu_with(negative_slope: f32, max_value: Option<f32>, threshold: f32) -> Self {
+        match (negative_slope, max_value, threshold) {
+            (0.0, None, 0.0) => Self::Relu,
+            (0.0, Some(6.0), 0.0) => Self::Relu6,
+            (s, None, 0.0) => Self::LeakyRelu { negative_slope: s },
+            _ => Self::ReluWith {
+                negative_slope,
+                max_value,
+                threshold,
+            },
+        }
+    }
+
+    /// The parameters' bits (for equality and hashing; 0 where unused).
+    fn param_bits(self) -> [u32; 4] {
+        match self {
+            Self::LeakyRelu { negative_slope: a }
+            | Self::Elu { alpha: a }
+            | Self::Celu { alpha: a } => [a.to_bits(), 0, 0, 0],
+            Self::ReluWith {
+                negative_slope,
+                max_value,
+                threshold,
+            } => [
+                negative_slope.to_bits(),
+                u32::from(max_value.is_some()),
+                max_value.unwrap_or(0.0).to_bits(),
+                threshold.to_bits(),
+            ],
+            _ => [0; 4],
+        }
+    }
+
+    /// Checks the parameters: finite, and celu's alpha not 0 (it divides by it).
+    pub fn validate(self) -> Result<Self, Error> {
+        let bad = |what: &str, v: f32| {
+            Err(Error::InvalidArgument(format!(
+                "{}: {what} = {v} is not allowed",
+                self.name()
+            )))
+        };
+        match self {
+            Self::LeakyRelu { negative_slope: v } if !v.is_finite() => bad("negative_slope", v),
+            Self::Elu { alpha } if !alpha.is_finite() => bad("alpha", alpha),
+            Self::Celu { alpha } if !alpha.is_finite() || alpha == 0.0 => bad("alpha", alpha),
+            Self::ReluWith {
+                negative_slope,
+                max_value,
+                threshold,
+            } => {
+                if !negative_slope.is_finite() {
+                    return bad("negative_slope", negative_slope);
+                }
+                if !threshold.is_finite() {
+                    return bad("threshold", threshold);
+                }
+                match max_value {
+                    Some(m) if !m.is_finite() => bad("max_value", m),
+                    _ => Ok(self),
+                }
+            }
+            _ => Ok(self),
+        }
+    }
+
+    /// The Keras name of the function (`keras.activations.get` accepts it); parameters are not
+    /// part of it (the [`Display`](fmt::Display) form has them).
     pub fn name(self) -> &'static str {
         match self {
             Self::Linear => "linear",
-            Self::Relu => "relu",
+            Self::Relu | Self::ReluWith { .. } => "relu",
             Self::Relu6 => "relu6",
-            Self::LeakyRelu => "leaky_relu",
-            Self::Elu => "elu",
+            Self::LeakyRelu { .. } => "leaky_relu",
+            Self::Elu { .. } => "elu",
             Self::Selu => "selu",
-            Self::Celu => "celu",
+            Self::Celu { .. } => "celu",
             Self::Gelu => "gelu",
             Self::GeluTanh => "gelu_tanh",
             Self::Sigmoid => "sigmoid",
@@ -175,19 +329,45 @@ impl Activation {
                     x
                 }
             }
-            Self::LeakyRelu => {
+            Self::LeakyRelu { negative_slope } => {
                 if x > zero {
                     x
                 } else {
-                    T::c(LEAKY_RELU_SLOPE) * x
+                    T::c(negative_slope.into()) * x
                 }
             }
-            Self::Elu => {
+            Self::Elu { alpha } => {
                 if x > zero {
                     x
                 } else {
-                    x.exp_m1()
+                    T::c(alpha.into()) * x.exp_m1()
                 }
+            }
+            Self::ReluWith {
+                negative_slope,
+                max_value,
+                threshold,
+            } => {
+                if x.is_nan() {
+                    return x;
+                }
+                let t = T::c(threshold.into());
+                let mut p = if x > t { x } else { zero };
+                if let Some(m) = max_value {
+                    let m = T::c(m.into());
+                    p = if p < zero {
+                        zero
+                    } else if p > m {
+                        m
+                    } else {
+                        p
+                    };
+                }
+                // Keras adds the slope term only for a non-zero slope (0·(−∞) would be NaN).
+                if negative_slope != 0.0 && x < t {
+                    p = p + T::c(negative_slope.into()) * (x - t);
+                }
+                p
             }
             Self::Selu => {
                 let s = T::c(SELU_SCALE);
@@ -197,10 +377,11 @@ impl Activation {
                     s * T::c(SELU_ALPHA) * x.exp_m1()
                 }
             }
-            Self::Celu => {
-                // relu(x) + min(exp(x) − 1, 0) by comparisons: `Float::max`/`min` return the
-                // other operand for NaN, which made celu(NaN) = 0.
-                let e = x.exp_m1();
+            Self::Celu { alpha } => {
+                // relu(x) + min(α·(exp(x/α) − 1), 0) by comparisons: `Float::max`/`min` return
+                // the other operand for NaN, which made celu(NaN) = 0.
+                let a = T::c(alpha.into());
+                let e = a * (x / a).exp_m1();
                 (if x < zero { zero } else { x }) + if e > zero { zero } else { e }
             }
             Self::Gelu => T::c(0.5) * x * (one + (x * T::c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
@@ -233,18 +414,40 @@ impl Activation {
             Self::Linear => one,
             Self::Relu => step(x > zero),
             Self::Relu6 => step(x > zero && x < T::c(6.0)),
-            Self::LeakyRelu => {
+            Self::LeakyRelu { negative_slope } => {
                 if x > zero {
                     one
                 } else {
-                    T::c(LEAKY_RELU_SLOPE)
+                    T::c(negative_slope.into())
                 }
             }
-            Self::Elu | Self::Celu => {
+            Self::Elu { alpha } => {
                 if x > zero {
                     one
                 } else {
-                    x.exp()
+                    T::c(alpha.into()) * x.exp()
+                }
+            }
+            Self::Celu { alpha } => {
+                if x > zero {
+                    one
+                } else {
+                    (x / T::c(alpha.into())).exp()
+                }
+            }
+            Self::ReluWith {
+                negative_slope,
+                max_value,
+                threshold,
+            } => {
+                let t = T::c(threshold.into());
+                let inside = max_value.is_none_or(|m| x > zero && x < T::c(m.into()));
+                if x > t && inside {
+                    one
+                } else if x < t {
+                    T::c(negative_slope.into())
+                } else {
+                    zero
                 }
             }
             Self::Selu => {
@@ -358,27 +561,114 @@ fn softplus<T: Real>(x: T) -> T {
 }
 
 impl fmt::Display for Activation {
+    /// The Keras name, with the parameters as keyword arguments where they differ from
+    /// Keras' defaults (`leaky_relu(negative_slope=0.1)`); [`FromStr`] reads it back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        let name = self.name();
+        match *self {
+            Self::LeakyRelu { negative_slope } if negative_slope != LEAKY_RELU_SLOPE => {
+                write!(f, "{name}(negative_slope={negative_slope})")
+            }
+            Self::Elu { alpha } | Self::Celu { alpha } if alpha != 1.0 => {
+                write!(f, "{name}(alpha={alpha})")
+            }
+            Self::ReluWith {
+                negative_slope,
+                max_value,
+                threshold,
+            } => {
+                let max = max_value.map_or_else(|| "None".to_string(), |m| m.to_string());
+                write!(
+                    f,
+                    "{name}(negative_slope={negative_slope}, max_value={max}, threshold={threshold})"
+                )
+            }
+            _ => f.write_str(name),
+        }
     }
+}
+
+/// A call's keyword arguments, `(key, value)`.
+type Kwargs<'a> = Vec<(&'a str, &'a str)>;
+
+/// `name(key=value, …)` split into the name and its keyword arguments.
+fn split_call(s: &str) -> Result<(&str, Kwargs<'_>), Error> {
+    let bad = || Error::UnknownActivation(s.to_string());
+    let Some((name, rest)) = s.split_once('(') else {
+        return Ok((s, Vec::new()));
+    };
+    let args = rest.strip_suffix(')').ok_or_else(bad)?;
+    let kwargs = args
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(bad)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((name.trim(), kwargs))
 }
 
 impl FromStr for Activation {
     type Err = Error;
     /// Parses a Keras activation name; `None`/`"linear"` is linear, `"swish"` and `"hard_swish"`
-    /// are Keras' aliases of silu and hard_silu.
+    /// are Keras' aliases of silu and hard_silu. Parameters follow as Keras' keyword arguments:
+    /// `relu(negative_slope=…, max_value=…|None, threshold=…)`, `leaky_relu(negative_slope=…)`,
+    /// `elu(alpha=…)`, `celu(alpha=…)`, `gelu(approximate=True|False)`. An unknown name is an
+    /// [`Error::UnknownActivation`]; a bad argument an [`Error::InvalidArgument`].
     fn from_str(s: &str) -> Result<Self, Error> {
-        let name = s.trim().to_ascii_lowercase();
-        let alias = match name.as_str() {
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, kwargs) = split_call(&lower)?;
+        let alias = match name {
             "none" | "" => Some(Self::Linear),
             "swish" => Some(Self::Silu),
             "hard_swish" => Some(Self::HardSilu),
             "gelu_approximate" => Some(Self::GeluTanh),
             _ => None,
         };
-        alias
+        let base = alias
             .or_else(|| Self::ALL.into_iter().find(|a| a.name() == name))
-            .ok_or_else(|| Error::UnknownActivation(s.to_string()))
+            .ok_or_else(|| Error::UnknownActivation(s.to_string()))?;
+        if kwargs.is_empty() {
+            return Ok(base);
+        }
+        let bad = |msg: String| Error::InvalidArgument(format!("activation {s:?}: {msg}"));
+        let number = |k: &str, v: &str| {
+            v.parse::<f32>()
+                .map_err(|_| bad(format!("{k} = {v:?} is not a number")))
+        };
+        let (mut slope, mut max_value, mut threshold) = (None, None, 0.0);
+        let mut approximate = None;
+        for (k, v) in kwargs {
+            match (base, k) {
+                (Self::Relu | Self::LeakyRelu { .. }, "negative_slope") => {
+                    slope = Some(number(k, v)?)
+                }
+                (Self::Relu, "max_value") if v != "none" => max_value = Some(number(k, v)?),
+                (Self::Relu, "max_value") => max_value = None,
+                (Self::Relu, "threshold") => threshold = number(k, v)?,
+                (Self::Elu { .. } | Self::Celu { .. }, "alpha") => slope = Some(number(k, v)?),
+                (Self::Gelu, "approximate") => {
+                    approximate = Some(match v {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(format!("approximate = {v:?} is not True/False"))),
+                    })
+                }
+                _ => return Err(bad(format!("{name} takes no argument {k:?}"))),
+            }
+        }
+        let act = match base {
+            Self::Relu => Self::relu_with(slope.unwrap_or(0.0), max_value, threshold),
+            Self::LeakyRelu { negative_slope } => Self::leaky_relu(slope.unwrap_or(negative_slope)),
+            Self::Elu { alpha } => Self::elu(slope.unwrap_or(alpha)),
+            Self::Celu { alpha } => Self::celu(slope.unwrap_or(alpha)),
+            Self::Gelu if approximate == Some(true) => Self::GeluTanh,
+            other => other,
+        };
+        act.validate()
     }
 }
 
@@ -392,6 +682,39 @@ mod tests {
             assert_eq!(a.name().parse::<Activation>().unwrap(), a);
         }
         assert_eq!("swish".parse::<Activation>().unwrap(), Activation::Silu);
+        for a in Activation::PARAMETRIC {
+            assert_eq!(a.to_string().parse::<Activation>().unwrap(), a, "{a}");
+        }
+        let parse = |s: &str| s.parse::<Activation>();
+        assert_eq!(
+            parse("leaky_relu(negative_slope=0.1)").unwrap(),
+            Activation::leaky_relu(0.1)
+        );
+        assert_eq!(
+            parse("gelu(approximate=True)").unwrap(),
+            Activation::GeluTanh
+        );
+        assert_eq!(parse("gelu(approximate=False)").unwrap(), Activation::Gelu);
+        assert_eq!(parse("relu(max_value=6)").unwrap(), Activation::Relu6);
+        assert_eq!(parse("relu(max_value=None)").unwrap(), Activation::Relu);
+        assert_eq!(parse("celu(alpha=1)").unwrap().to_string(), "celu");
+        assert_ne!(Activation::leaky_relu(0.1), Activation::leaky_relu(0.2));
+        for bad in [
+            "celu(alpha=0)",
+            "elu(alpha=x)",
+            "relu(threshold=inf)",
+            "tanh(alpha=1)",
+            "gelu(approximate=maybe)",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(Error::InvalidArgument(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse("relu(max_value=6"),
+            Err(Error::UnknownActivation(_))
+        ));
         assert!(matches!(
             "rellu".parse::<Activation>(),
             Err(Error::UnknownActivation(_))
@@ -414,7 +737,40 @@ mod tests {
         assert!(close(Activation::Mish.apply(1.0), 0.865_098_388_267_310_3));
         assert!(close(Activation::Softplus.apply(100.0), 100.0));
         assert!(close(Activation::HardSilu.apply(1.0), 2.0 / 3.0));
-        assert!(close(Activation::LeakyRelu.apply(-2.0), -0.4));
+        // Parameters are f32: the f64 reference computes with their f32 values.
+        let f = |v: f32| f64::from(v);
+        assert!(close(
+            Activation::leaky_relu(0.2).apply(-2.0),
+            -2.0 * f(0.2)
+        ));
+        assert!(close(
+            Activation::leaky_relu(0.1).apply(-2.0),
+            -2.0 * f(0.1)
+        ));
+        assert!(close(
+            Activation::elu(0.5).apply(-1.0),
+            0.5 * (-1f64).exp_m1()
+        ));
+        assert!(close(
+            Activation::celu(2.0).apply(-1.0),
+            2.0 * (-0.5f64).exp_m1()
+        ));
+        // relu(x, negative_slope=0.1, max_value=6, threshold=0.5), as Keras computes it.
+        let r = Activation::relu_with(0.1, Some(6.0), 0.5);
+        let below = |x: f64| f(0.1) * (x - 0.5);
+        for (x, y) in [
+            (1.0, 1.0),
+            (7.0, 6.0),
+            (0.2, below(0.2)),
+            (-1.0, below(-1.0)),
+            (0.5, 0.0),
+        ] {
+            assert!(close(r.apply(x), y), "relu({x}) = {} vs {y}", r.apply(x));
+        }
+        // threshold −1 without a maximum: x between −1 and 0 passes (negative) unchanged.
+        let r = Activation::relu_with(0.0, None, -1.0);
+        assert!(close(r.apply(-0.5), -0.5));
+        assert!(close(r.apply(-2.0), 0.0));
         assert!(close(Activation::Relu6.apply(7.5), 6.0));
         let mut row = [1.0f64, 2.0, 3.0];
         Activation::Softmax.apply_row(&mut row);
@@ -426,7 +782,8 @@ mod tests {
 
     #[test]
     fn nan_propagates_through_every_activation() {
-        for a in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+        let all = Activation::ALL.into_iter().chain(Activation::PARAMETRIC);
+        for a in all.filter(|a| !a.is_row_wise()) {
             assert!(a.apply(f64::NAN).is_nan(), "{a}");
             assert!(a.apply(f32::NAN).is_nan(), "{a}");
         }
@@ -443,7 +800,7 @@ mod tests {
             f64::NEG_INFINITY,
         ] {
             let celu = x.max(0.0) + x.exp_m1().min(0.0);
-            assert_eq!(Activation::Celu.apply(x), celu, "celu({x})");
+            assert_eq!(Activation::celu(1.0).apply(x), celu, "celu({x})");
             let hard = (x + 3.0).clamp(0.0, 6.0) / 6.0;
             assert_eq!(Activation::HardSigmoid.apply(x), hard, "hard_sigmoid({x})");
         }
@@ -451,7 +808,8 @@ mod tests {
 
     #[test]
     fn derivatives_match_finite_differences() {
-        for a in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+        let all = Activation::ALL.into_iter().chain(Activation::PARAMETRIC);
+        for a in all.filter(|a| !a.is_row_wise()) {
             for &x in &[-4.1f64, -2.9, -1.3, -0.4, 0.3, 0.9, 2.2, 3.4, 5.7] {
                 let h = 1e-6;
                 let fd = (a.apply(x + h) - a.apply(x - h)) / (2.0 * h);

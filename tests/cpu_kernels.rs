@@ -158,7 +158,7 @@ proptest! {
     fn dense_matches_reference(
         m in dim_m(), k in dim_k(), n in dim_n(),
         lx in layout(), lw in layout(), ly in layout(),
-        act in prop::sample::select(Activation::ALL.to_vec()),
+        act in prop::sample::select(common::activations()),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
@@ -411,7 +411,7 @@ proptest! {
     #[test]
     fn dense_train_writes_preactivation_and_output(
         m in dim_m(), k in dim_k(), n in dim_n(), lz in layout(), ly in layout(),
-        act in prop::sample::select(Activation::ALL.to_vec()),
+        act in prop::sample::select(common::activations()),
         seed in any::<u64>(),
     ) {
         let x = Stored::new(m, k, Layout::RowMajor, uniform(seed));
@@ -441,7 +441,7 @@ proptest! {
     #[test]
     fn gemm_act_grad_gates_by_the_derivative(
         m in dim_m(), k in dim_k(), n in dim_n(), la in layout(), lb in layout(), lz in layout(),
-        act in prop::sample::select(Activation::ALL.iter().copied().filter(|a| !a.is_row_wise()).collect::<Vec<_>>()),
+        act in prop::sample::select(common::activations().into_iter().filter(|a| !a.is_row_wise()).collect::<Vec<_>>()),
         seed in any::<u64>(),
     ) {
         let a = Stored::new(m, k, la, uniform(seed));
@@ -513,7 +513,7 @@ proptest! {
     fn packed_weights_match_reference(
         m in prop::sample::select(vec![0usize, 1, 3, 6, 8, 31, 65, 150]),
         k in dim_k(), n in dim_n(), lx in layout(), lw in layout(),
-        act in prop::sample::select(Activation::ALL.to_vec()),
+        act in prop::sample::select(common::activations()),
         seed in any::<u64>(),
     ) {
         let x = Stored::new(m, k, lx, uniform(seed));
@@ -738,7 +738,7 @@ fn special_values_match_reference() {
     let mut tested = vec![];
     for cpu in kernels() {
         tested.push(cpu.kernel().name());
-        for act in Activation::ALL {
+        for act in common::activations() {
             for (rows, cols, vals) in [(1, n, &row), (m, 1, &col)] {
                 // y = act(1 · v) with v in w (a row) or in x (a column).
                 let (x, w) = if rows == 1 {
@@ -823,7 +823,10 @@ fn activation_sweep_matches_reference() {
     let vals: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 0.005).collect();
     let n = vals.len();
     for cpu in kernels() {
-        for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+        for act in common::activations()
+            .into_iter()
+            .filter(|a| !a.is_row_wise())
+        {
             let mut y = vec![0.0f32; n];
             cpu.dense(
                 MatRef::row_major(&[1.0], 1, 1),

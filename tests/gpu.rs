@@ -76,7 +76,7 @@ proptest! {
     fn dense_matches_reference(
         m in dim_m(), k in dim_k(), n in dim_n(),
         trans_x in any::<bool>(), trans_w in any::<bool>(),
-        act in prop::sample::select(Activation::ALL.to_vec()),
+        act in prop::sample::select(common::activations()),
         with_bias in any::<bool>(),
         train in any::<bool>(),
         variant in 0..VARIANTS,
@@ -181,7 +181,7 @@ proptest! {
     fn gated_gemm_multiplies_by_the_derivative(
         m in dim_m(), k in dim_k(), n in dim_n(),
         act in prop::sample::select(
-            Activation::ALL.into_iter().filter(|a| !a.is_row_wise()).collect::<Vec<_>>()),
+            common::activations().into_iter().filter(|a| !a.is_row_wise()).collect::<Vec<_>>()),
         variant in 0..VARIANTS,
         seed in any::<u64>(),
     ) {
@@ -466,7 +466,10 @@ fn activations_match_scalar_formulas() {
     let ones = gpu.upload_row(&vec![1.0; n]).unwrap();
     let mut out = gpu.zeros(1, n).unwrap();
     let mut worst = (0.0f64, Activation::Linear, 0.0f32);
-    for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+    for act in common::activations()
+        .into_iter()
+        .filter(|a| !a.is_row_wise())
+    {
         gpu.dense(empty.view(), no_rows.view(), Some(&bias), act, &mut out)
             .unwrap();
         let y = gpu.to_vec(&out).unwrap();

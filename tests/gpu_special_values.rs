@@ -110,7 +110,10 @@ fn check(what: &str, act: Activation, got: &[f32], want: impl Fn(f32) -> f32) ->
 }
 
 fn elementwise() -> impl Iterator<Item = Activation> {
-    Activation::ALL.into_iter().filter(|a| !a.is_row_wise())
+    Activation::ALL
+        .into_iter()
+        .chain(Activation::PARAMETRIC)
+        .filter(|a| !a.is_row_wise())
 }
 
 #[test]

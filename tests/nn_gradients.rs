@@ -69,7 +69,7 @@ fn mse() -> Loss {
 
 #[test]
 fn dense_backward_matches_finite_differences_for_every_activation() {
-    for act in Activation::ALL {
+    for act in Activation::ALL.into_iter().chain(Activation::PARAMETRIC) {
         // One Dense layer alone: dW, db through the output activation.
         let mut m = Sequential::new(&[3]).seed(7);
         m.add(Dense::new(4).activation(act)).unwrap();

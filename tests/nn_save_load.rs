@@ -18,14 +18,14 @@ fn temp(test: &str, name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A model using every saved setting: rank-3 input, Flatten, Dropout, regularizers, a
-/// constraint, Adam with non-default settings.
+/// A model using every saved setting: rank-3 input, Flatten, a parametric activation,
+/// Dropout, regularizers, a constraint, Adam with non-default settings.
 fn model() -> Sequential {
     let mut m = Sequential::new(&[2, 4]).seed(77);
     m.add(Flatten::new()).unwrap();
     m.add(
         Dense::new(12)
-            .activation("gelu")
+            .activation("relu(negative_slope=0.1, max_value=6, threshold=0.5)")
             .kernel_regularizer(Regularizer::l2(1e-3))
             .kernel_constraint(Constraint::MaxNorm {
                 max_value: 2.0,
@@ -151,10 +151,7 @@ fn corrupt_model_files_are_typed_errors() {
         ("\\\"units\\\":12", "\\\"units\\\":13"), // shapes no longer match the tensors
         ("\\\"Dense\\\"", "\\\"Dunno\\\""),       // an unknown layer class
         ("\\\"format_version\\\":1", "\\\"format_version\\\":9"),
-        (
-            "\\\"activation\\\":\\\"gelu\\\"",
-            "\\\"activation\\\":\\\"nope\\\"",
-        ),
+        ("negative_slope=0.1, max", "negative_slopx=0.1, max"), // a bad activation argument
     ];
     for (from, to) in edits {
         assert!(header.contains(from), "{from} not in {header}");

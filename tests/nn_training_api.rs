@@ -334,3 +334,39 @@ fn bad_dropout_layers_are_refused() {
     ));
     assert!(m.summary().contains("dropout (Dropout)"));
 }
+
+#[test]
+fn parametric_activations_by_keras_name_and_bad_parameters() {
+    let mut m = Sequential::new(&[4]).seed(1);
+    m.add(Dense::new(3).activation("leaky_relu(negative_slope=0.05)"))
+        .unwrap();
+    m.add(Dense::new(2).activation(densecore::Activation::elu(0.5)))
+        .unwrap();
+    assert!(m.summary().contains("dense (Dense)"));
+    let x = Tensor::new(&[1, 4], vec![-1.0, -2.0, 0.5, 3.0]).unwrap();
+    let y = m.call_layer("dense", &x).unwrap();
+    let w = m.get_layer_weights("dense").unwrap();
+    for (u, &got) in y.data().iter().enumerate() {
+        let z: f32 = (0..4)
+            .map(|k| x.data()[k] * w[0].data()[k * 3 + u])
+            .sum::<f32>()
+            + w[1].data()[u];
+        let want = if z > 0.0 { z } else { 0.05 * z };
+        assert!((got - want).abs() <= 1e-6, "{got} vs {want}");
+    }
+    for bad in ["celu(alpha=0)", "elu(alpha=nan)", "relu(max_value=inf)"] {
+        let mut m = Sequential::new(&[4]);
+        assert!(
+            matches!(
+                m.add(Dense::new(3).activation(bad)),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad}"
+        );
+    }
+    let mut m = Sequential::new(&[4]);
+    assert!(matches!(
+        m.add(Dense::new(3).activation(densecore::Activation::celu(0.0))),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -113,25 +113,26 @@ pub enum Activation {
 }
 
 /// Conversions between the C enum, its integer value and `kernels::Activation`, from one list of
-/// the variants (they have the same names on both sides).
+/// the variants in the order (and so with the values) of `kernels::Activation::ALL`, whose
+/// parametric activations are at Keras' defaults.
 macro_rules! activation_map {
     ($($v:ident),* $(,)?) => {
         impl Activation {
+            const ALL: [Self; kernels::Activation::ALL.len()] = [$(Self::$v),*];
+
             /// The variant with this integer value (C enums are ints: any value can arrive).
             fn from_c(v: c_int) -> Option<Self> {
-                [$(Self::$v),*].into_iter().find(|a| *a as c_int == v)
+                usize::try_from(v).ok().and_then(|i| Self::ALL.get(i)).copied()
             }
             fn to_rust(self) -> kernels::Activation {
-                match self {
-                    $(Self::$v => kernels::Activation::$v),*
-                }
+                kernels::Activation::ALL[self as usize]
             }
+            /// `None` for an activation newer than this ABI or with other parameters.
             fn from_rust(a: kernels::Activation) -> Option<Self> {
-                match a {
-                    $(kernels::Activation::$v => Some(Self::$v),)*
-                    // An activation newer than this ABI.
-                    _ => None,
-                }
+                kernels::Activation::ALL
+                    .iter()
+                    .position(|&k| k == a)
+                    .map(|i| Self::ALL[i])
             }
         }
     };
@@ -711,6 +712,10 @@ mod tests {
             assert_eq!(Activation::from_c(c as c_int), Some(c));
         }
         assert_eq!(Activation::from_c(-1), None);
+        assert_eq!(
+            Activation::from_rust(kernels::Activation::leaky_relu(0.1)),
+            None
+        );
         assert_eq!(
             Activation::from_c(kernels::Activation::ALL.len() as c_int),
             None

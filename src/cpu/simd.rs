@@ -5,9 +5,7 @@
 //! are written once over the trait. The activations here agree with the scalar formulas of
 //! [`Activation::apply`] within [`VECTOR_ACTIVATION_TOLERANCE`].
 
-use crate::activation::{
-    Activation, GELU_TANH_CUBIC, GELU_TANH_SCALE, LEAKY_RELU_SLOPE, SELU_ALPHA, SELU_SCALE,
-};
+use crate::activation::{Activation, GELU_TANH_CUBIC, GELU_TANH_SCALE, SELU_ALPHA, SELU_SCALE};
 
 /// The largest difference between a vectorized activation and its scalar formula, relative to
 /// `1 + |scalar result|`, over all finite f32 inputs (checked by the tests below and in `tests/`).
@@ -209,14 +207,36 @@ pub(crate) fn activate<S: SimdF32>(act: Activation, x: S) -> S {
         // Selects, not max/min, so NaN propagates like the scalar formulas.
         Activation::Relu => zero.select_gt(x, zero, x),
         Activation::Relu6 => x.select_gt(six, six, zero.select_gt(x, zero, x)),
-        Activation::LeakyRelu => x.select_gt(zero, x, x.mul(S::splat(LEAKY_RELU_SLOPE as f32))),
-        Activation::Elu => x.select_gt(zero, x, exp(x).sub(one)),
+        Activation::LeakyRelu { negative_slope } => {
+            x.select_gt(zero, x, x.mul(S::splat(negative_slope)))
+        }
+        Activation::Elu { alpha } => x.select_gt(zero, x, exp(x).sub(one).mul(S::splat(alpha))),
+        Activation::ReluWith {
+            negative_slope,
+            max_value,
+            threshold,
+        } => {
+            let t = S::splat(threshold);
+            let mut p = x.select_gt(t, x, zero);
+            if let Some(m) = max_value {
+                let m = S::splat(m);
+                p = p.select_gt(m, m, zero.select_gt(p, zero, p));
+            }
+            if negative_slope != 0.0 {
+                p = p.add(x.sub(t).min(zero).mul(S::splat(negative_slope)));
+            }
+            // x > t is false for NaN, and min drops it: put NaN back.
+            x.keep_nan(p)
+        }
         Activation::Selu => {
             let neg = exp(x).sub(one).mul(S::splat(SELU_ALPHA as f32));
             x.select_gt(zero, x, neg).mul(S::splat(SELU_SCALE as f32))
         }
         // max/min return their second operand for NaN: put NaN back.
-        Activation::Celu => x.keep_nan(x.max(zero).add(exp(x).sub(one).min(zero))),
+        Activation::Celu { alpha } => {
+            let a = S::splat(alpha);
+            x.keep_nan(x.max(zero).add(exp(x.div(a)).sub(one).mul(a).min(zero)))
+        }
         Activation::Gelu => {
             let cdf = one.add(erf(x.mul(S::splat(std::f32::consts::FRAC_1_SQRT_2))));
             S::splat(0.5).mul(x).mul(cdf)
@@ -256,7 +276,9 @@ pub(crate) fn derivative<S: SimdF32>(act: Activation, z: S) -> S {
         // `z > 0` is false for NaN, as in the scalar formulas.
         Activation::Relu => z.select_gt(zero, one, zero),
         Activation::Relu6 => z.select_gt(zero, S::splat(6.0).select_gt(z, one, zero), zero),
-        Activation::LeakyRelu => z.select_gt(zero, one, S::splat(LEAKY_RELU_SLOPE as f32)),
+        Activation::LeakyRelu { negative_slope } => {
+            z.select_gt(zero, one, S::splat(negative_slope))
+        }
         _ => {
             debug_assert!(S::LANES <= MAX_LANES);
             let mut lanes = [0.0f32; MAX_LANES];
@@ -303,7 +325,7 @@ mod tests {
             -100.0, -88.0, -87.0, -30.0, -1e-6, 0.0, 1e-6, 30.0, 87.0, 88.5, 89.0, 100.0,
         ]);
         xs.resize(xs.len().next_multiple_of(8), 0.5);
-        for act in Activation::ALL {
+        for act in Activation::ALL.into_iter().chain(Activation::PARAMETRIC) {
             for chunk in xs.chunks(8) {
                 let mut out = [0.0f32; 8];
                 // SAFETY: chunk and out hold 8 f32.

@@ -180,14 +180,16 @@ impl PipelineKey {
         }
     }
 
-    /// Every key an operation can ask for, with the bodies of both tile tables.
+    /// Every key an operation can ask for, with the bodies of both tile tables (parametric
+    /// activations at their defaults and at the settings of [`Activation::PARAMETRIC`]).
     fn all() -> Vec<PipelineKey> {
         let mut keys = Vec::new();
-        let elementwise = || Activation::ALL.into_iter().filter(|a| !a.is_row_wise());
+        let activations = || Activation::ALL.into_iter().chain(Activation::PARAMETRIC);
+        let elementwise = || activations().filter(|a| !a.is_row_wise());
         // (act, gate, bias, store_z): dense and dense_train, then gemm_act_grad (gemm is
         // dense's linear case).
         let mut epilogues = Vec::new();
-        for act in Activation::ALL {
+        for act in activations() {
             for (bias, store_z) in [(false, false), (false, true), (true, false), (true, true)] {
                 epilogues.push((act, None, bias, store_z));
             }

@@ -6,9 +6,7 @@
 
 use std::fmt::Write;
 
-use crate::activation::{
-    Activation, GELU_TANH_CUBIC, GELU_TANH_SCALE, LEAKY_RELU_SLOPE, SELU_ALPHA, SELU_SCALE,
-};
+use crate::activation::{Activation, GELU_TANH_CUBIC, GELU_TANH_SCALE, SELU_ALPHA, SELU_SCALE};
 
 const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
@@ -113,7 +111,6 @@ pub(crate) fn softmax_rows_source(log: bool) -> String {
 fn activation_functions(act: Activation, gate: Activation) -> String {
     let mut s = String::new();
     for (name, value) in [
-        ("LEAKY_RELU_SLOPE", LEAKY_RELU_SLOPE),
         ("SELU_SCALE", SELU_SCALE),
         ("SELU_ALPHA", SELU_ALPHA),
         ("GELU_TANH_SCALE", GELU_TANH_SCALE),
@@ -136,22 +133,40 @@ fn activation_functions(act: Activation, gate: Activation) -> String {
     // comparisons, false for NaN, already give its value.
     let nan_out = act.apply(f64::NAN).is_nan();
     let grad_nan_out = gate.derivative(f64::NAN).is_some_and(f64::is_nan);
-    bind(&mut s, "act", &format!("act_{}", act.name()), nan_out);
-    bind(
-        &mut s,
-        "act_grad",
-        &format!("grad_{}", gate.name()),
-        grad_nan_out,
-    );
+    bind(&mut s, "act", &call("act", act), nan_out);
+    bind(&mut s, "act_grad", &call("grad", gate), grad_nan_out);
     s
 }
 
-/// Defines `name(x)` as `f(x)`, with NaN inputs passed through when `keep_nan`.
+/// The call of `activations.wgsl`'s `{prefix}_<name>` for `act` on `x`, its parameters
+/// written in as literals (a pipeline per parameter setting, like the activation itself).
+fn call(prefix: &str, act: Activation) -> String {
+    let lit = |v: f32| f32_literal(v.into());
+    match act {
+        Activation::LeakyRelu { negative_slope: p }
+        | Activation::Elu { alpha: p }
+        | Activation::Celu { alpha: p } => format!("{prefix}_{}(x, {})", act.name(), lit(p)),
+        Activation::ReluWith {
+            negative_slope,
+            max_value,
+            threshold,
+        } => format!(
+            "{prefix}_relu_with(x, {}, {}, {}, {})",
+            lit(negative_slope),
+            max_value.is_some(),
+            lit(max_value.unwrap_or(0.0)),
+            lit(threshold)
+        ),
+        _ => format!("{prefix}_{}(x)", act.name()),
+    }
+}
+
+/// Defines `name(x)` as the call `f`, with NaN inputs passed through when `keep_nan`.
 fn bind(s: &mut String, name: &str, f: &str, keep_nan: bool) {
     let body = if keep_nan {
-        format!("keep_nan(x, {f}(x))")
+        format!("keep_nan(x, {f})")
     } else {
-        format!("{f}(x)")
+        f.to_string()
     };
     let _ = writeln!(s, "fn {name}(x: f32) -> f32 {{ return {body}; }}");
 }

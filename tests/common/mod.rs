@@ -6,6 +6,15 @@ use densecore::Activation;
 #[cfg(feature = "nn")]
 pub mod toy;
 
+/// Every activation the backends are pinned on: each at Keras' defaults, and the parametric
+/// ones at other settings.
+pub fn activations() -> Vec<Activation> {
+    Activation::ALL
+        .into_iter()
+        .chain(Activation::PARAMETRIC)
+        .collect()
+}
+
 /// Reproducible values in [-1, 1) from a seed and an (i, j) position.
 pub fn uniform(seed: u64) -> impl Fn(usize, usize) -> f32 {
     move |i, j| {

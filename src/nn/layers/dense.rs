@@ -67,9 +67,16 @@ impl Dense {
         self
     }
 
-    /// The activation, by value or Keras name (`"relu"`).
-    pub fn activation(self, a: impl Spec<Activation>) -> Self {
-        self.set(a, |s, v| s.activation = v)
+    /// The activation, by value or Keras name (`"relu"`, `"leaky_relu(negative_slope=0.1)"`);
+    /// bad parameters are reported by `Sequential::add`.
+    pub fn activation(mut self, a: impl Spec<Activation>) -> Self {
+        match a.resolve().and_then(Activation::validate) {
+            Ok(v) => self.activation = v,
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
     }
     /// Whether the layer adds a bias (default true).
     pub fn use_bias(mut self, use_bias: bool) -> Self {
