@@ -18,7 +18,7 @@ struct Params {
 
 const WG: u32 = 256u;
 
-// lowbias32 (Wellons), as `dropout::mix`.
+// lowbias32 (Wellons), as `mix` in src/cpu/mask.rs.
 fn mix(h: u32) -> u32 {
     var v = h;
     v ^= v >> 16u;

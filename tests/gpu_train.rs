@@ -6,7 +6,11 @@
 //! Without a GPU adapter these tests print why and pass, unless `DENSECORE_REQUIRE_GPU=1`
 //! (CI sets it, with Mesa's lavapipe installed), where they fail.
 
+mod common;
+
 use std::path::PathBuf;
+
+use common::toy::float_labels;
 
 use densecore::Error;
 use densecore::cpu::Cpu;
@@ -37,28 +41,10 @@ const TOL: f32 = 2e-5;
 const FEATURES: usize = 20;
 const CLASSES: usize = 4;
 
-/// Separable toy data: the class is the largest of the first `CLASSES` inputs.
+/// Separable toy data with float labels.
 fn toy(n: usize, seed: u32) -> (Tensor, Tensor) {
-    let mut s = seed.wrapping_mul(747_796_405).wrapping_add(1);
-    let mut x = Vec::with_capacity(n * FEATURES);
-    let mut y = Vec::with_capacity(n);
-    for _ in 0..n {
-        let row: Vec<f32> = (0..FEATURES)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1 << 24) as f32
-            })
-            .collect();
-        let class = (0..CLASSES)
-            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-            .unwrap();
-        y.push(class as f32);
-        x.extend(row);
-    }
-    (
-        Tensor::new(&[n, FEATURES], x).unwrap(),
-        Tensor::new(&[n], y).unwrap(),
-    )
+    let (x, y) = common::toy::toy(n, FEATURES, CLASSES, seed);
+    (x, float_labels(&y))
 }
 
 /// The MNIST classifier's shape in small: Dense(relu) → Dense(softmax), with 13 hidden units

@@ -93,7 +93,7 @@ impl Callback<densecore::cpu::Cpu> for Recorder {
 
 #[test]
 fn hooks_run_in_order_and_a_callback_can_stop_training() {
-    let (x, y) = toy(64, 6, 1);
+    let (x, y) = toy(64, 6, 3, 1);
     let mut m = model(0.1);
     let mut r = Recorder {
         stop_after: Some(2),
@@ -115,7 +115,7 @@ fn hooks_run_in_order_and_a_callback_can_stop_training() {
 
 #[test]
 fn early_stopping_stops_on_a_plateau_and_restores_the_best_weights() {
-    let (x, y) = toy(64, 6, 2);
+    let (x, y) = toy(64, 6, 3, 2);
     // A learning rate of 0 never improves anything: stop after `patience` epochs past the
     // first, and the best weights are the first epoch's (the only ones).
     let mut m = model(0.0);
@@ -142,7 +142,7 @@ fn early_stopping_stops_on_a_plateau_and_restores_the_best_weights() {
 
 #[test]
 fn restore_best_weights_returns_to_the_best_epoch() {
-    let (x, y) = toy(64, 6, 3);
+    let (x, y) = toy(64, 6, 3, 3);
     // Record each epoch's weights; the restored ones must be those of the lowest val_loss.
     struct Snapshots(Vec<Vec<Tensor>>);
     impl Callback<densecore::cpu::Cpu> for Snapshots {
@@ -179,7 +179,7 @@ fn restore_best_weights_returns_to_the_best_epoch() {
 
 #[test]
 fn checkpoints_keep_the_best_model_atomically() {
-    let (x, y) = toy(96, 6, 4);
+    let (x, y) = toy(96, 6, 3, 4);
     let best = temp("checkpoint", "best.safetensors");
     let every = temp("checkpoint", "epoch-{epoch}.safetensors");
     let mut m = model(2.0);
@@ -214,7 +214,7 @@ fn checkpoints_keep_the_best_model_atomically() {
 
 #[test]
 fn learning_rate_callbacks_change_the_optimizer() {
-    let (x, y) = toy(64, 6, 5);
+    let (x, y) = toy(64, 6, 3, 5);
     let mut m = model(0.1);
     let mut seen = Vec::new();
     let mut schedule =
@@ -251,7 +251,7 @@ fn learning_rate_callbacks_change_the_optimizer() {
 
 #[test]
 fn the_csv_log_has_a_row_per_epoch_and_appends() {
-    let (x, y) = toy(64, 6, 6);
+    let (x, y) = toy(64, 6, 3, 6);
     let path = temp("csv", "log.csv");
     let mut m = model(0.1);
     let mut log = CsvLogger::new(&path);
@@ -284,7 +284,7 @@ fn the_csv_log_has_a_row_per_epoch_and_appends() {
 
 #[test]
 fn monitoring_an_unreported_metric_is_an_error_before_training() {
-    let (x, y) = toy(64, 6, 7);
+    let (x, y) = toy(64, 6, 3, 7);
     let mut m = model(0.1);
     let no_validation = FitOptions {
         validation_split: 0.0,

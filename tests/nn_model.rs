@@ -1,13 +1,15 @@
 //! The Sequential model's API: summary, shapes, weights on disk, bad inputs, reproducibility,
 //! divergence detection, constraints.
 
+mod common;
+
 use std::path::PathBuf;
+
+use common::toy::{float_labels, quiet};
 
 use densecore::Error;
 use densecore::cpu::Cpu;
-use densecore::nn::{
-    Constraint, Dense, FitOptions, Flatten, Metric, Sequential, Sgd, Tensor, Verbose,
-};
+use densecore::nn::{Constraint, Dense, FitOptions, Flatten, Metric, Sequential, Sgd, Tensor};
 
 fn mnist_model(seed: u64) -> Sequential {
     let mut m = Sequential::new(&[28, 28]).seed(seed);
@@ -30,26 +32,10 @@ fn temp(test: &str, name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Separable toy data: class = index of the largest of the first 3 inputs.
+/// Separable toy data with float labels (6 features, 3 classes).
 fn toy(n: usize, seed: u32) -> (Tensor, Tensor) {
-    let mut x = Vec::with_capacity(n * 6);
-    let mut y = Vec::with_capacity(n);
-    let mut s = seed.wrapping_mul(747_796_405).wrapping_add(1);
-    for _ in 0..n {
-        let row: Vec<f32> = (0..6)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1 << 24) as f32
-            })
-            .collect();
-        let class = (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
-        y.push(class as f32);
-        x.extend(row);
-    }
-    (
-        Tensor::new(&[n, 6], x).unwrap(),
-        Tensor::new(&[n], y).unwrap(),
-    )
+    let (x, y) = common::toy::toy(n, 6, 3, seed);
+    (x, float_labels(&y))
 }
 
 fn toy_model(seed: u64) -> Sequential {
@@ -73,15 +59,6 @@ fn assert_close(a: &Tensor, b: &Tensor) {
     assert_eq!(a.shape(), b.shape());
     for (x, y) in a.data().iter().zip(b.data()) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
-    }
-}
-
-fn quiet(epochs: usize, batch_size: usize) -> FitOptions<'static> {
-    FitOptions {
-        epochs,
-        batch_size,
-        verbose: Verbose::Silent,
-        ..FitOptions::default()
     }
 }
 

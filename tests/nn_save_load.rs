@@ -58,7 +58,7 @@ fn opts(epochs: usize) -> FitOptions<'static> {
 
 #[test]
 fn a_saved_model_resumes_training_exactly() {
-    let (x, y) = toy(100, 8, 1);
+    let (x, y) = toy(100, 8, 3, 1);
     let x = x.reshape(&[100, 2, 4]).unwrap();
     let mut straight = model();
     let full = straight.fit(&x, &y, &opts(4)).unwrap();
@@ -110,7 +110,7 @@ fn an_untrained_or_uncompiled_model_round_trips() {
 
 #[test]
 fn weights_files_and_model_files_are_told_apart() {
-    let (x, y) = toy(40, 8, 2);
+    let (x, y) = toy(40, 8, 3, 2);
     let x = x.reshape(&[40, 2, 4]).unwrap();
     let mut m = model();
     m.fit(&x, &y, &opts(1)).unwrap();

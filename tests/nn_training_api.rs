@@ -4,29 +4,10 @@
 
 mod common;
 
-use common::toy::toy;
+use common::toy::{float_labels, quiet, toy};
 use densecore::Error;
 use densecore::nn::layers::dropout::DropoutMask;
-use densecore::nn::{
-    Adam, Dense, Dropout, FitOptions, Flatten, Metric, Sequential, Tensor, Verbose,
-};
-
-fn as_f32(labels: &[u8]) -> Tensor {
-    Tensor::new(
-        &[labels.len()],
-        labels.iter().map(|&l| f32::from(l)).collect(),
-    )
-    .unwrap()
-}
-
-fn quiet(epochs: usize, batch_size: usize) -> FitOptions<'static> {
-    FitOptions {
-        epochs,
-        batch_size,
-        verbose: Verbose::Silent,
-        ..FitOptions::default()
-    }
-}
+use densecore::nn::{Adam, Dense, Dropout, FitOptions, Flatten, Metric, Sequential, Tensor};
 
 /// 8 → 16 relu → Dropout(0.25) → 3 softmax, Adam.
 fn dropout_model(seed: u64) -> Sequential {
@@ -45,7 +26,7 @@ fn dropout_model(seed: u64) -> Sequential {
 
 #[test]
 fn a_hand_written_step_equals_train_on_batch() {
-    let (x, y) = toy(32, 8, 1);
+    let (x, y) = toy(32, 8, 3, 1);
     let (mut a, mut b) = (dropout_model(5), dropout_model(5));
     for _ in 0..3 {
         a.train_on_batch(&x, &y).unwrap();
@@ -59,7 +40,7 @@ fn a_hand_written_step_equals_train_on_batch() {
 
 #[test]
 fn a_custom_loop_can_change_the_gradients() {
-    let (x, y) = toy(32, 8, 2);
+    let (x, y) = toy(32, 8, 3, 2);
     let mut m = dropout_model(6);
     let before = m.get_weights().unwrap();
     let (_, grads) = m.compute_gradients(&x, &y).unwrap();
@@ -85,7 +66,7 @@ fn a_custom_loop_can_change_the_gradients() {
 
 #[test]
 fn bad_gradients_are_refused_before_anything_changes() {
-    let (x, y) = toy(16, 8, 3);
+    let (x, y) = toy(16, 8, 3, 3);
     let mut m = dropout_model(7);
     let before = m.get_weights().unwrap();
     let (_, grads) = m.compute_gradients(&x, &y).unwrap();
@@ -151,7 +132,7 @@ fn a_layer_called_alone_runs_the_fused_kernel_on_any_rank() {
 
 #[test]
 fn integer_labels_train_exactly_as_float_labels() {
-    let (x, y) = toy(200, 8, 4);
+    let (x, y) = toy(200, 8, 3, 4);
     let run = |labels: densecore::nn::Targets<'_>| {
         let mut m = dropout_model(11);
         let opts = FitOptions {
@@ -162,7 +143,7 @@ fn integer_labels_train_exactly_as_float_labels() {
         let e = m.evaluate(&x, labels, 64).unwrap();
         (h.metrics, m.get_weights().unwrap(), e)
     };
-    let floats = as_f32(&y);
+    let floats = float_labels(&y);
     let reference = run((&floats).into());
     assert_eq!(run((&y).into()), reference);
     let wide: Vec<u32> = y.iter().map(|&l| u32::from(l)).collect();
@@ -173,7 +154,7 @@ fn integer_labels_train_exactly_as_float_labels() {
 
 #[test]
 fn bad_labels_are_typed_errors_that_name_them() {
-    let (x, mut y) = toy(20, 8, 5);
+    let (x, mut y) = toy(20, 8, 3, 5);
     let mut m = dropout_model(12);
     y[13] = 3;
     match m.fit(&x, &y, &quiet(1, 8)) {
@@ -272,7 +253,7 @@ fn dropout_gradients_match_a_host_reference() {
 
 #[test]
 fn dropout_is_reproducible_and_the_identity_at_inference() {
-    let (x, y) = toy(128, 8, 6);
+    let (x, y) = toy(128, 8, 3, 6);
     let train = |seed| {
         let mut m = dropout_model(seed);
         m.fit(&x, &y, &quiet(2, 16)).unwrap();
@@ -300,7 +281,7 @@ fn dropout_is_reproducible_and_the_identity_at_inference() {
 
 #[test]
 fn dropout_on_the_input_trains() {
-    let (x, y) = toy(256, 8, 7);
+    let (x, y) = toy(256, 8, 3, 7);
     let mut m = Sequential::new(&[8]).seed(2);
     m.add(Dropout::new(0.1)).unwrap();
     m.add(Dense::new(16).activation("relu")).unwrap();

@@ -6,6 +6,7 @@
 mod cache;
 mod driver;
 pub(crate) mod kernel;
+pub(crate) mod mask;
 mod pack;
 mod peak;
 pub(crate) mod simd;

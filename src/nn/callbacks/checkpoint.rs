@@ -22,6 +22,8 @@ pub struct ModelCheckpoint {
 }
 
 impl ModelCheckpoint {
+    monitor_setters!();
+
     /// Saves to `path` after every epoch, monitoring `val_loss` if `save_best_only` is set.
     pub fn new(path: impl Into<String>) -> Self {
         Self {
@@ -35,14 +37,7 @@ impl ModelCheckpoint {
 
     /// The metric that decides what "best" is.
     pub fn monitor(mut self, key: &str) -> Self {
-        self.monitor = Monitor::new(key, self.monitor.mode, 0.0);
-        self
-    }
-
-    /// Whether lower or higher is better (default: from the key).
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.monitor.mode = mode;
-        self.monitor.reset();
+        self.monitor = Monitor::new(key, self.monitor.mode, self.monitor.min_delta);
         self
     }
 

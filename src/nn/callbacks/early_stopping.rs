@@ -24,6 +24,8 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
+    monitor_setters!();
+
     /// Watches `monitor` (Keras' default is `"val_loss"`), patience 0, no baseline.
     pub fn new(monitor: &str) -> Self {
         Self {
@@ -38,22 +40,9 @@ impl EarlyStopping {
         }
     }
 
-    /// The smallest change that counts as an improvement.
-    pub fn min_delta(mut self, min_delta: f64) -> Self {
-        self.monitor.min_delta = min_delta.abs();
-        self
-    }
-
     /// Epochs without improvement before stopping.
     pub fn patience(mut self, patience: usize) -> Self {
         self.patience = patience;
-        self
-    }
-
-    /// Whether lower or higher is better (default: from the key).
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.monitor.mode = mode;
-        self.monitor.reset();
         self
     }
 

@@ -55,6 +55,8 @@ pub struct ReduceLrOnPlateau {
 }
 
 impl ReduceLrOnPlateau {
+    monitor_setters!();
+
     /// Keras' defaults: factor 0.1, patience 10, min_delta 1e-4, no cooldown, min_lr 0.
     pub fn new(monitor: &str) -> Self {
         Self {
@@ -77,19 +79,6 @@ impl ReduceLrOnPlateau {
     /// Epochs without improvement before a cut.
     pub fn patience(mut self, patience: usize) -> Self {
         self.patience = patience;
-        self
-    }
-
-    /// The smallest change that counts as an improvement.
-    pub fn min_delta(mut self, min_delta: f64) -> Self {
-        self.monitor.min_delta = min_delta.abs();
-        self
-    }
-
-    /// Whether lower or higher is better (default: from the key).
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.monitor.mode = mode;
-        self.monitor.reset();
         self
     }
 

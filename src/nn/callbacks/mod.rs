@@ -17,6 +17,24 @@
 //!
 //! Epochs count from 1 here, as the progress output shows them.
 
+/// The builder methods of a callback that watches a metric through its `monitor` field.
+macro_rules! monitor_setters {
+    () => {
+        /// The smallest change that counts as an improvement.
+        pub fn min_delta(mut self, min_delta: f64) -> Self {
+            self.monitor.min_delta = min_delta.abs();
+            self
+        }
+
+        /// Whether lower or higher is better (default: from the key).
+        pub fn mode(mut self, mode: Mode) -> Self {
+            self.monitor.mode = mode;
+            self.monitor.reset();
+            self
+        }
+    };
+}
+
 mod checkpoint;
 mod csv_logger;
 mod early_stopping;

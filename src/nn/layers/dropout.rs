@@ -2,10 +2,11 @@
 //! `1/(1 − rate)` (inverted dropout, as Keras); the identity in `evaluate` and `predict`.
 //!
 //! The mask is a counter-based hash of (layer seed, optimizer step, element index), the same
-//! function on every backend (`shaders/train_dropout.wgsl` mirrors its `mix`): a run is
+//! function on every backend (`src/cpu/mask.rs` and `shaders/train_dropout.wgsl`): a run is
 //! reproducible from its seed, a GPU step draws the mask where the data is, and the backward
 //! pass redraws the mask instead of storing it.
 
+use crate::cpu::mask::{self, mix};
 use crate::error::{Error, Result};
 
 /// Keras `Dropout(rate)`.
@@ -57,15 +58,6 @@ impl Dropout {
     }
 }
 
-/// lowbias32 (Wellons): a 32-bit integer hash with near-ideal avalanche, cheap in WGSL.
-pub(crate) fn mix(mut x: u32) -> u32 {
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7feb_352d);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846c_a68b);
-    x ^ (x >> 16)
-}
-
 /// One step's mask of one Dropout layer: element `i` is kept when
 /// `mix(mix(i) ^ key) ≥ threshold`, and kept values are multiplied by `scale`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,18 +86,16 @@ impl DropoutMask {
     /// The factor of element `i`: `scale` or 0 (a product, so NaN stays NaN as in Keras).
     /// Indices wrap at 2³² (the GPU's index width), so larger buffers repeat the pattern.
     pub fn factor(&self, i: usize) -> f32 {
-        if mix(mix(i as u32) ^ self.key) >= self.threshold {
-            f32::from_bits(self.scale_bits)
-        } else {
-            0.0
-        }
+        mask::factor(self.key, self.threshold, self.scale(), i)
     }
 
-    /// `out[i] = x[i] · factor(i)`.
+    /// `out[i] = x[i] · factor(i)` (vectorized where the CPU allows).
     pub fn apply(&self, x: &[f32], out: &mut [f32]) {
-        for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-            *o = v * self.factor(i);
-        }
+        mask::apply(self.key, self.threshold, self.scale(), x, out);
+    }
+
+    fn scale(&self) -> f32 {
+        f32::from_bits(self.scale_bits)
     }
 }
 
