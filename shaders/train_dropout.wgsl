@@ -1,5 +1,6 @@
 // Inverted dropout, forward and backward alike: out[i] = x[i] · (keep(i) ? scale : 0), a product
-// so NaN stays NaN. keep(i) = mix(mix(i) ^ key) ≥ threshold, the counter-based hash of
+// so NaN stays NaN; with `in_place` (the backward pass, on a gradient) x is out itself, and the
+// x binding holds a placeholder (one buffer may not be bound writable twice). keep(i) = mix(mix(i) ^ key) ≥ threshold, the counter-based hash of
 // src/nn/layers/dropout.rs (`DropoutMask`), so the mask matches the CPU's bit for bit and is
 // redrawn in the backward pass instead of stored. One invocation per element, striding over
 // the grid.
@@ -9,7 +10,10 @@ struct Params {
     key: u32,
     threshold: u32,
     scale_bits: u32,
-    pad: vec4<u32>,
+    in_place: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -36,6 +40,12 @@ fn main(
     let scale = bitcast<f32>(P.scale_bits);
     for (var i = gid.x; i < P.len; i += groups.x * WG) {
         let keep = mix(mix(i) ^ P.key) >= P.threshold;
-        out[i] = x[i] * select(0.0, scale, keep);
+        var v: f32;
+        if P.in_place != 0u {
+            v = out[i];
+        } else {
+            v = x[i];
+        }
+        out[i] = v * select(0.0, scale, keep);
     }
 }

@@ -3,7 +3,8 @@
 // KIND 1: SGD with momentum, m = μ·m − lr·g; p += m, or p += μ·m − lr·g with Nesterov
 // KIND 2: Adam, m += (g − m)(1 − β₁), v += (g² − v)(1 − β₂), p −= α·m/(√v + ε), where the host
 //         folds the bias correction into α for this step.
-// KIND comes from the generator.
+// KIND comes from the generator. State below the smallest normal f32 is flushed to 0, as the
+// CPU does (`flush` in src/nn/optimizer.rs), so a state whose gradient stays 0 reaches 0.
 
 struct Params {
     len: u32,
@@ -24,6 +25,10 @@ struct Params {
 
 const WG: u32 = 256u;
 
+fn flush(x: f32) -> f32 {
+    return select(x, 0.0, abs(x) < 1.17549435e-38);
+}
+
 @compute @workgroup_size(WG, 1, 1)
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -34,12 +39,12 @@ fn main(
         if KIND == 0u {
             param[i] -= P.lr * g;
         } else if KIND == 1u {
-            let mi = P.momentum * m[i] - P.lr * g;
+            let mi = flush(P.momentum * m[i] - P.lr * g);
             m[i] = mi;
             param[i] += select(mi, P.momentum * mi - P.lr * g, P.nesterov != 0u);
         } else {
-            let mi = m[i] + (g - m[i]) * P.b1;
-            let vi = v[i] + (g * g - v[i]) * P.b2;
+            let mi = flush(m[i] + (g - m[i]) * P.b1);
+            let vi = flush(v[i] + (g * g - v[i]) * P.b2);
             m[i] = mi;
             v[i] = vi;
             param[i] -= P.alpha * mi / (sqrt(vi) + P.epsilon);

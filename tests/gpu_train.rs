@@ -327,15 +327,19 @@ fn dropout_mask_matches_cpu_exactly() {
         let mask = DropoutMask::new(rate, seed, step);
         let cpu = Cpu::default();
         let mut out = vec![0.0; len];
-        cpu.dropout(mask, len, &x, &mut out).unwrap();
+        cpu.dropout(mask, len, Some(&x), &mut out).unwrap();
         let mut input = gpu.alloc(len).unwrap();
         gpu.write(&mut input, &x).unwrap();
         let mut dropped = gpu.alloc(len).unwrap();
-        gpu.dropout(mask, len, &input, &mut dropped).unwrap();
+        gpu.dropout(mask, len, Some(&input), &mut dropped).unwrap();
         let mut back = vec![0.0; len];
         gpu.read(&dropped, &mut back).unwrap();
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&back), bits(&out), "rate {rate}");
+        // In place (the backward pass, on a gradient): the same factors.
+        gpu.dropout(mask, len, None, &mut input).unwrap();
+        gpu.read(&input, &mut back).unwrap();
+        assert_eq!(bits(&back), bits(&out), "rate {rate}, in place");
         assert!(back[17].is_nan());
     }
 }

@@ -26,27 +26,36 @@ pub(crate) fn factor(key: u32, threshold: u32, scale: f32, i: usize) -> f32 {
 }
 
 #[inline(always)]
-fn apply_any(key: u32, threshold: u32, scale: f32, x: &[f32], out: &mut [f32]) {
-    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        *o = v * factor(key, threshold, scale, i);
+fn apply_any(key: u32, threshold: u32, scale: f32, x: Option<&[f32]>, out: &mut [f32]) {
+    match x {
+        Some(x) => {
+            for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+                *o = v * factor(key, threshold, scale, i);
+            }
+        }
+        None => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o *= factor(key, threshold, scale, i);
+            }
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn apply_avx2(key: u32, threshold: u32, scale: f32, x: &[f32], out: &mut [f32]) {
+fn apply_avx2(key: u32, threshold: u32, scale: f32, x: Option<&[f32]>, out: &mut [f32]) {
     apply_any(key, threshold, scale, x, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn apply_avx512(key: u32, threshold: u32, scale: f32, x: &[f32], out: &mut [f32]) {
+fn apply_avx512(key: u32, threshold: u32, scale: f32, x: Option<&[f32]>, out: &mut [f32]) {
     apply_any(key, threshold, scale, x, out);
 }
 
-/// `out[i] = x[i] · factor(i)` over the shorter of the two, with the widest integer SIMD the
-/// CPU has.
-pub(crate) fn apply(key: u32, threshold: u32, scale: f32, x: &[f32], out: &mut [f32]) {
+/// `out[i] = x[i] · factor(i)` over the shorter of the two (`out[i] *= factor(i)` without
+/// `x`), with the widest integer SIMD the CPU has.
+pub(crate) fn apply(key: u32, threshold: u32, scale: f32, x: Option<&[f32]>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -69,9 +78,12 @@ mod tests {
     fn every_build_of_the_loop_gives_the_same_bits() {
         let x: Vec<f32> = (0..1003).map(|i| (i as f32 * 0.3).sin()).collect();
         let (mut wide, mut plain) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-        apply(0x1234_5678, 1 << 30, 1.25, &x, &mut wide);
-        apply_any(0x1234_5678, 1 << 30, 1.25, &x, &mut plain);
+        apply(0x1234_5678, 1 << 30, 1.25, Some(&x), &mut wide);
+        apply_any(0x1234_5678, 1 << 30, 1.25, Some(&x), &mut plain);
         assert_eq!(wide, plain);
+        let mut in_place = x.clone();
+        apply(0x1234_5678, 1 << 30, 1.25, None, &mut in_place);
+        assert_eq!(in_place, plain);
         assert!(wide.contains(&0.0) && wide.iter().any(|&v| v != 0.0));
     }
 }

@@ -220,26 +220,30 @@ impl Gpu {
         )
     }
 
-    /// `out[i] = x[i] · factor(i)` for `i < len`, with the Dropout mask given as
-    /// `(key, threshold, scale bits)` (see `nn::layers::dropout::DropoutMask`).
+    /// `out[i] = x[i] · factor(i)` for `i < len` (`out[i] *= factor(i)` without `x`), with
+    /// the Dropout mask given as `(key, threshold, scale bits)` (see
+    /// `nn::layers::dropout::DropoutMask`).
     pub(crate) fn dropout(
         &self,
         (key, threshold, scale_bits): (u32, u32, u32),
         len: usize,
-        x: &GpuMatrix,
+        x: Option<&GpuMatrix>,
         out: &GpuMatrix,
     ) -> Result<()> {
-        check_len("dropout input", x, len)?;
+        if let Some(x) = x {
+            check_len("dropout input", x, len)?;
+        }
         check_len("dropout output", out, len)?;
         if len == 0 {
             return Ok(());
         }
+        let in_place = u32::from(x.is_none());
         let params = [
             u32_of("dropout length", len)?,
             key,
             threshold,
             scale_bits,
-            0,
+            in_place,
             0,
             0,
             0,
@@ -247,7 +251,7 @@ impl Gpu {
         self.train_dispatch(
             TrainKernel::Dropout,
             &params,
-            &[Some(x.buffer()), Some(out.buffer())],
+            &[x.map(GpuMatrix::buffer), Some(out.buffer())],
             groups(self, len, DROPOUT_WG),
         )
     }

@@ -282,18 +282,19 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync {
         update_on_host(self, opt, step, len, param, grad, slots)
     }
 
-    /// `out[i] = x[i] · mask.factor(i)` for `i < len`: a Dropout's forward pass, and (on the
-    /// gradient) its backward pass. The default goes through the host.
+    /// `out[i] = x[i] · mask.factor(i)` for `i < len`, or `out[i] *= mask.factor(i)` with no
+    /// `x`: a Dropout's forward pass, and (on a gradient, in place) its backward pass. The
+    /// default goes through the host.
     fn dropout(
         &self,
         mask: DropoutMask,
         len: usize,
-        x: &Self::Buffer,
+        x: Option<&Self::Buffer>,
         out: &mut Self::Buffer,
     ) -> Result<()> {
+        let mut input = alloc::filled("dropout", len, 0.0)?;
+        self.read(x.unwrap_or(out), &mut input)?;
         let mut host = alloc::filled("dropout", len, 0.0)?;
-        self.read(x, &mut host)?;
-        let input = host.clone();
         mask.apply(&input, &mut host);
         self.write(out, &host)
     }
@@ -732,11 +733,14 @@ impl Backend for Cpu {
         &self,
         mask: DropoutMask,
         len: usize,
-        x: &Vec<f32>,
+        x: Option<&Vec<f32>>,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        let x = prefix(x, len, "dropout input")?;
-        mask.apply(x, prefix_mut(out, len, "dropout output")?);
+        let out = prefix_mut(out, len, "dropout output")?;
+        match x {
+            Some(x) => mask.apply(prefix(x, len, "dropout input")?, out),
+            None => mask.apply_in_place(out),
+        }
         Ok(())
     }
 

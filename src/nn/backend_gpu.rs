@@ -246,7 +246,7 @@ impl Backend for GpuBackend {
         &self,
         mask: DropoutMask,
         len: usize,
-        x: &GpuMatrix,
+        x: Option<&GpuMatrix>,
         out: &mut GpuMatrix,
     ) -> Result<()> {
         let bits = (mask.key, mask.threshold, mask.scale_bits);

@@ -91,7 +91,12 @@ impl DropoutMask {
 
     /// `out[i] = x[i] · factor(i)` (vectorized where the CPU allows).
     pub fn apply(&self, x: &[f32], out: &mut [f32]) {
-        mask::apply(self.key, self.threshold, self.scale(), x, out);
+        mask::apply(self.key, self.threshold, self.scale(), Some(x), out);
+    }
+
+    /// `out[i] *= factor(i)`.
+    pub fn apply_in_place(&self, out: &mut [f32]) {
+        mask::apply(self.key, self.threshold, self.scale(), None, out);
     }
 
     fn scale(&self) -> f32 {

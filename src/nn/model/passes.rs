@@ -21,9 +21,9 @@ pub(super) struct Acts<B: Backend> {
     /// ∂loss/∂z.
     pub(super) dz: B::Buffer,
     /// ∂loss/∂y, only where it cannot be fused away (activity regularizer, softmax hidden
-    /// layer, a Dropout before the next Dense).
+    /// layer).
     pub(super) dy: Option<B::Buffer>,
-    /// This layer's input after its Dropout (training); in the backward pass, ∂loss/∂ of it.
+    /// This layer's input after its Dropout (training).
     pub(super) dropped: Option<B::Buffer>,
 }
 
@@ -145,7 +145,7 @@ impl<B: Backend> Sequential<B> {
                 (train, input_dropout(layers, dense, k), &mut cur.dropped)
             {
                 let mask = DropoutMask::new(rate, seed, *iterations + 1);
-                backend.dropout(mask, rows * d.in_dim(), input, dropped)?;
+                backend.dropout(mask, rows * d.in_dim(), Some(input), dropped)?;
                 input = dropped;
             }
             let x = BufRef::row_major(input, rows, d.in_dim());
@@ -277,17 +277,13 @@ impl<B: Backend> Sequential<B> {
             };
             let prev = &mut before[k - 1];
             let cols = d.in_dim();
+            let len = rows * cols;
             if let Some(dy) = &mut prev.dy {
-                // Unfused: dY = dZ·Wᵀ (through the Dropout's mask, whose input copy is free
-                // now that dW is computed), plus the activity gradient, then through the
-                // activation on the previous layer's own rows.
-                match (mask, &mut cur.dropped) {
-                    (Some(mask), Some(dropped)) => {
-                        let d_dropped = BufMut::row_major(dropped, rows, cols);
-                        d.backward_input(backend, dz, None, d_dropped)?;
-                        backend.dropout(mask, rows * cols, dropped, dy)?;
-                    }
-                    _ => d.backward_input(backend, dz, None, BufMut::row_major(dy, rows, cols))?,
+                // Unfused: dY = dZ·Wᵀ (times the Dropout's mask), plus the activity gradient,
+                // then through the activation on the previous layer's own rows.
+                d.backward_input(backend, dz, None, BufMut::row_major(dy, rows, cols))?;
+                if let Some(mask) = mask {
+                    backend.dropout(mask, len, None, dy)?;
                 }
                 let (pr, pc) = (m * p.rows_per_sample(), p.units());
                 if let Some(r) = &p.cfg.activity_regularizer {
@@ -313,6 +309,11 @@ impl<B: Backend> Sequential<B> {
                     gate,
                     BufMut::row_major(&mut prev.dz, rows, cols),
                 )?;
+                // The mask and the activation's slope are both elementwise factors: the mask
+                // can follow the fused gate.
+                if let Some(mask) = mask {
+                    backend.dropout(mask, len, None, &mut prev.dz)?;
+                }
             }
         }
         Ok(penalty)
