@@ -83,9 +83,8 @@ impl<B: Backend> Sequential<B> {
                 &format!("input of {}", d.name),
                 &[batch, d.rows_per_sample(), d.in_dim()],
             )?;
-            let next_dropout = input_dropout(&self.layers, &self.dense, k + 1).is_some();
             let next_needs_dy = denses.get(k + 1).is_some()
-                && (d.act().is_row_wise() || d.cfg.activity_regularizer.is_some() || next_dropout);
+                && (d.act().is_row_wise() || d.cfg.activity_regularizer.is_some());
             let last_needs_dy = k + 1 == denses.len() && d.cfg.activity_regularizer.is_some();
             acts.push(Acts {
                 z: d.keeps_z().then(|| b.alloc(len)).transpose()?,
