@@ -311,3 +311,24 @@ fn monitoring_an_unreported_metric_is_an_error_before_training() {
     assert_eq!(m.iterations(), 0);
     assert!(!std::path::Path::new("unused.safetensors").exists());
 }
+
+#[test]
+fn a_callback_that_changes_the_layers_stops_fit_with_an_error() {
+    struct Grow;
+    impl Callback<densecore::cpu::Cpu> for Grow {
+        fn on_train_batch_end(
+            &mut self,
+            m: &mut Sequential,
+            _epoch: usize,
+            _step: usize,
+        ) -> densecore::Result<()> {
+            m.add(Dense::new(3)).map(drop)
+        }
+    }
+    let (x, y) = toy(64, 6, 3, 8);
+    let mut m = model(0.1);
+    assert!(matches!(
+        m.fit_with(&x, &y, &opts(2), &mut [&mut Grow]),
+        Err(Error::InvalidArgument(_))
+    ));
+}

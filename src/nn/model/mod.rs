@@ -92,6 +92,8 @@ pub struct Sequential<B: Backend = Cpu> {
     iterations: u64,
     /// Epochs `fit` has completed.
     epochs: u64,
+    /// Counts `add` and `compile` calls: `fit` refuses to go on when a callback changed them.
+    revision: u64,
     ws: Option<Workspace<B>>,
 }
 
@@ -157,6 +159,7 @@ impl<B: Backend> Sequential<B> {
             compiled: None,
             iterations: 0,
             epochs: 0,
+            revision: 0,
             ws: None,
         }
         .seed(rand::rng().random())
@@ -271,6 +274,7 @@ impl<B: Backend> Sequential<B> {
         };
         self.layers.push(built);
         self.ws = None;
+        self.revision += 1;
         Ok(self)
     }
 
@@ -295,6 +299,7 @@ impl<B: Backend> Sequential<B> {
             metrics: metrics.to_vec(),
         });
         self.ws = None;
+        self.revision += 1;
         Ok(())
     }
 

@@ -351,13 +351,27 @@ impl<B: Backend> Sequential<B> {
             .map(|k| k.to_string())
             .chain(val_keys)
             .collect();
+        // Callbacks get the model itself; layers or compile settings changed under a running
+        // fit would no longer match its workspace and checked data.
+        let revision = self.revision;
+        let unchanged = |m: &Self| {
+            if m.revision == revision {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument(
+                    "a callback added layers or recompiled the model during fit".into(),
+                ))
+            }
+        };
         for cb in callbacks.iter_mut() {
             cb.on_train_begin(self, &keys)?;
         }
+        unchanged(self)?;
         for epoch in 1..=opts.epochs {
             for cb in callbacks.iter_mut() {
                 cb.on_epoch_begin(self, epoch)?;
             }
+            unchanged(self)?;
             if opts.shuffle {
                 order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
                 order.shuffle(&mut epoch_rng(self.shuffle_seed, self.epochs));
@@ -422,6 +436,7 @@ impl<B: Backend> Sequential<B> {
                 for cb in callbacks.iter_mut() {
                     cb.on_train_batch_end(self, epoch, s + 1)?;
                 }
+                unchanged(self)?;
             }
             history.epoch_seconds.push(start.elapsed().as_secs_f64());
             self.epochs += 1;
@@ -442,6 +457,7 @@ impl<B: Backend> Sequential<B> {
             for cb in callbacks.iter_mut() {
                 stop |= cb.on_epoch_end(self, epoch, &logs)?.is_break();
             }
+            unchanged(self)?;
             if stop {
                 break;
             }
