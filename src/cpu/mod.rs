@@ -6,6 +6,7 @@
 mod cache;
 mod driver;
 pub(crate) mod kernel;
+#[cfg(feature = "nn")]
 pub(crate) mod mask;
 mod pack;
 mod peak;
