@@ -6,12 +6,19 @@
 //! K loop.
 
 /// A strided source block: element (i, j) at `ptr + i·rs + j·cs`.
-#[derive(Clone, Copy)]
-pub(crate) struct Block {
-    pub ptr: *const f32,
+pub(crate) struct Block<T = f32> {
+    pub ptr: *const T,
     pub rs: usize,
     pub cs: usize,
 }
+
+// Copy without requiring `T: Copy` (a derive would): a Block is a pointer and two strides.
+impl<T> Clone for Block<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Block<T> {}
 
 use super::kernel::Microkernel;
 
@@ -55,11 +62,18 @@ pub(crate) unsafe fn pack_a<K: Microkernel>(a: Block, mc: usize, kc: usize, out:
     }
 }
 
-/// Packs the `kc × nc` block of B into `K::NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values).
+/// Packs the `kc × nc` block of B into `K::NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values),
+/// each element stored as `convert` makes it (the identity, or f32 rounded to a 16-bit float).
 ///
 /// # Safety
 /// Every (p, j) with p < kc, j < nc is readable in `b`; `out` holds the packed size.
-pub(crate) unsafe fn pack_b<K: Microkernel>(b: Block, kc: usize, nc: usize, out: &mut [f32]) {
+pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: bytemuck::Pod>(
+    b: Block<S>,
+    kc: usize,
+    nc: usize,
+    out: &mut [W],
+    convert: impl Fn(S) -> W,
+) {
     let nr = K::NR;
     if kc == 0 {
         return;
@@ -77,15 +91,18 @@ pub(crate) unsafe fn pack_b<K: Microkernel>(b: Block, kc: usize, nc: usize, out:
             unsafe {
                 let src = b.ptr.add(p * b.rs + j0 * b.cs);
                 if b.cs == 1 && cols == nr {
-                    // NR is a constant here: a fixed-size copy, not a memcpy call per row.
-                    row.copy_from_slice(std::slice::from_raw_parts(src, nr));
+                    // NR is a constant here: a fixed-size copy, not a call per row.
+                    let src = std::slice::from_raw_parts(src, nr);
+                    for (d, &v) in row.iter_mut().zip(src) {
+                        *d = convert(v);
+                    }
                     continue;
                 }
                 for (j, d) in row[..cols].iter_mut().enumerate() {
-                    *d = *src.add(j * b.cs);
+                    *d = convert(*src.add(j * b.cs));
                 }
             }
-            row[cols..].fill(0.0);
+            row[cols..].fill(W::zeroed());
         }
     }
 }

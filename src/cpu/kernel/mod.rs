@@ -2,6 +2,8 @@
 //! microkernels: one trait, one generic tile body, and thin `#[target_feature]` kernels that
 //! instantiate it with their register type.
 
+use half::{bf16, f16};
+
 use crate::activation::Activation;
 use crate::cpu::simd::{SimdF32, activate, derivative};
 
@@ -37,17 +39,51 @@ pub(crate) struct Epilogue {
     pub z: ZMode,
 }
 
+/// An element type B (the weights) is stored in. The microkernel converts it to f32 as it loads
+/// B, so the same tile body serves every format and the accumulation stays in f32.
+pub(crate) trait Weight: bytemuck::Pod + Send + Sync {
+    /// `S::LANES` consecutive weights at `p`, as f32 lanes.
+    ///
+    /// # Safety
+    /// `p` is valid for reading `S::LANES` elements; `S` is usable in the calling context.
+    unsafe fn load<S: SimdF32>(p: *const Self) -> S;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    unsafe fn load<S: SimdF32>(p: *const Self) -> S {
+        // SAFETY: forwarded contract.
+        unsafe { S::load(p) }
+    }
+}
+
+impl Weight for bf16 {
+    #[inline(always)]
+    unsafe fn load<S: SimdF32>(p: *const Self) -> S {
+        // SAFETY: forwarded contract.
+        unsafe { S::load_bf16(p) }
+    }
+}
+
+impl Weight for f16 {
+    #[inline(always)]
+    unsafe fn load<S: SimdF32>(p: *const Self) -> S {
+        // SAFETY: forwarded contract.
+        unsafe { S::load_f16(p) }
+    }
+}
+
 /// Operands of one tile. Element (i, p) of A is at `a + i·ars + p·acs` (packed: `ars = 1`,
-/// `acs = MR`); row p of B is the `NR` floats at `b + p·brs` (packed: `brs = NR`), and a wide
-/// tile's next `NR` columns start `bps` further; element (i, j) of C at `c + i·crs + j·ccs`,
-/// likewise of `z` when the epilogue uses it.
+/// `acs = MR`); row p of B is the `NR` weights at `b + p·brs` (packed: `brs = NR`), and a wide
+/// tile's next `NR` columns start `bps` further (both counted in elements of `W`); element
+/// (i, j) of C at `c + i·crs + j·ccs`, likewise of `z` when the epilogue uses it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Tile {
+pub(crate) struct Tile<W = f32> {
     pub kc: usize,
     pub a: *const f32,
     pub ars: usize,
     pub acs: usize,
-    pub b: *const f32,
+    pub b: *const W,
     pub brs: usize,
     pub bps: usize,
     pub c: *mut f32,
@@ -75,10 +111,10 @@ pub(crate) trait Microkernel {
     /// past `m` repeat row `m − 1` and are discarded.
     ///
     /// # Safety
-    /// A is readable for `min(m, rows)` rows and B for `kc` rows of `NR` floats; `epi.bias` (if
+    /// A is readable for `min(m, rows)` rows and B for `kc` rows of `NR` weights; `epi.bias` (if
     /// set) holds `NR` floats; C (and z when used) is valid for the `m × n` corner, `m ≥ 1`;
     /// the kernel's CPU features exist.
-    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue);
+    unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue);
 
     /// Panels per wide tile of `rows` rows (1 where no wide tile exists).
     fn wide_panels(rows: usize) -> usize;
@@ -88,7 +124,7 @@ pub(crate) trait Microkernel {
     ///
     /// # Safety
     /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
-    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue);
+    unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue);
 
     /// Lanes of the kernel's register type.
     const LANES: usize;
@@ -101,7 +137,8 @@ pub(crate) trait Microkernel {
     unsafe fn fma_chains(iters: usize) -> f32;
 }
 
-/// The one microkernel body, generic over the register type: `MR` rows of `NV` registers
+/// The one microkernel body, generic over the register type and the weights' element type
+/// (converted to f32 in the B loads): `MR` rows of `NV` registers
 /// (panels of `PV` registers, `bps` apart in B), with `KP` interleaved sets of accumulators over K (consecutive steps go to different sets and
 /// the sets are summed at the end), so that thin tiles still have enough independent FMA chains
 /// to hide the FMA latency.
@@ -111,12 +148,13 @@ pub(crate) trait Microkernel {
 #[inline(always)]
 pub(crate) unsafe fn tile<
     S: SimdF32,
+    W: Weight,
     const MR: usize,
     const NV: usize,
     const KP: usize,
     const PV: usize,
 >(
-    t: &Tile,
+    t: &Tile<W>,
     epi: &Epilogue,
 ) {
     let lanes = S::LANES;
@@ -132,7 +170,7 @@ pub(crate) unsafe fn tile<
         unsafe {
             let bp = t.b.add(p * t.brs);
             let bv: [S; NV] =
-                std::array::from_fn(|v| S::load(bp.add(v / PV * t.bps + v % PV * lanes)));
+                std::array::from_fn(|v| W::load::<S>(bp.add(v / PV * t.bps + v % PV * lanes)));
             for (row, ar) in acc.iter_mut().zip(&arow) {
                 let ai = S::splat(*ar.add(p * t.acs));
                 for (r, &bj) in row.iter_mut().zip(&bv) {
@@ -192,9 +230,9 @@ fn prefetch(p: *const f32) {
 /// # Safety
 /// As [`Microkernel::tile`] for an `MR × NV·LANES` tile.
 #[inline(always)]
-unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
+unsafe fn store<S: SimdF32, W, const MR: usize, const NV: usize>(
     acc: &[[S; NV]; MR],
-    t: &Tile,
+    t: &Tile<W>,
     epi: &Epilogue,
 ) {
     let lanes = S::LANES;
