@@ -89,7 +89,13 @@ pub(crate) unsafe fn prepack<K: Microkernel, S: Copy, W: Weight>(
                 ptr: b.ptr.add(pc * b.rs),
                 ..b
             };
-            pack_b::<K, S, W>(src, kcb, n, &mut out[pc * n_pad..(pc + kcb) * n_pad], convert);
+            pack_b::<K, S, W>(
+                src,
+                kcb,
+                n,
+                &mut out[pc * n_pad..(pc + kcb) * n_pad],
+                convert,
+            );
         }
     }
 }
