@@ -210,6 +210,8 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
     blk: Blocking,
     pool: Option<&rayon::ThreadPool>,
 ) {
+    // Raw rows of paired types would not be in the interleaved order the kernel reads.
+    debug_assert!(p.packed.is_some() || !W::PAIRED);
     if p.m == 0 || p.n == 0 {
         return;
     }
@@ -323,13 +325,14 @@ fn epilogue<W>(p: &Problem<'_, W>, first: bool, last: bool, bias: Option<*const 
 }
 
 /// The tile of C (and z) whose top-left element is (i, j).
-fn tile_at<W>(p: &Problem<'_, W>, i: usize, j: usize) -> Tile<W> {
+/// B is the caller's to set.
+fn tile_at<W, V>(p: &Problem<'_, W>, i: usize, j: usize) -> Tile<V> {
     Tile {
         kc: 0,
         a: p.a.ptr,
         ars: 0,
         acs: 0,
-        b: p.b.ptr,
+        b: std::ptr::null(),
         brs: 0,
         bps: 0,
         // SAFETY (offsets): (i, j) is inside C; z is only dereferenced when used.
@@ -451,18 +454,27 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
             let pc = kb * kc;
             let kcb = kc.min(k - pc);
             let last = kb + 1 == k_blocks;
-            let bp = match p.packed {
+            let panels = ncb.next_multiple_of(nr) * kcb;
+            // The tiles read f32 panels: prepacked f32 in place; 16-bit panels widened once per
+            // block here, for the mc/MR row tiles that read each of them (not once per tile).
+            let bp: *const f32 = match p.packed {
                 // SAFETY: pc starts a K block; jc is a multiple of NR inside n.
-                Some(pk) => unsafe { pk.panel(pc, kcb, jc) },
+                Some(pk) if W::IS_F32 => unsafe { pk.panel(pc, kcb, jc) }.cast(),
+                Some(pk) => {
+                    let bp = grown(b, panels);
+                    // SAFETY: the block's panels hold `panels` elements; bp as many f32.
+                    unsafe { K::widen(pk.panel(pc, kcb, jc), bp.as_mut_ptr(), panels / nr) };
+                    bp.as_ptr()
+                }
                 None => {
-                    let bp = grown(b, ncb.next_multiple_of(nr) * kcb);
+                    let bp = grown(b, panels);
                     // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
                     unsafe {
                         let src = Block {
                             ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
                             ..p.b
                         };
-                        pack_b::<K, W, W>(src, kcb, ncb, bp, |v| v);
+                        pack_b::<K, W, f32>(src, kcb, ncb, bp, W::to_f32);
                     }
                     bp.as_ptr()
                 }
@@ -500,7 +512,7 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                             ..tile_at(p, ic + ir, jc + jr)
                         };
                         // SAFETY: the tile is clipped to the operands; features are the caller's.
-                        unsafe { K::tile(t.m, &t, &e) };
+                        unsafe { K::tile::<f32>(t.m, &t, &e) };
                     }
                 }
                 if last {

@@ -20,7 +20,10 @@ impl<T> Clone for Block<T> {
 }
 impl<T> Copy for Block<T> {}
 
-use super::kernel::Microkernel;
+use super::kernel::{Microkernel, Weight};
+
+/// The widest panel of any kernel, in elements.
+const MAX_NR: usize = 32;
 
 /// Packs the `mc × kc` block of A into `K::MR`-row panels in `out` (⌈mc/MR⌉·MR·kc values).
 ///
@@ -63,11 +66,13 @@ pub(crate) unsafe fn pack_a<K: Microkernel>(a: Block, mc: usize, kc: usize, out:
 }
 
 /// Packs the `kc × nc` block of B into `K::NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values),
-/// each element stored as `convert` makes it (the identity, or f32 rounded to a 16-bit float).
+/// each element stored as `convert` makes it (the identity, or f32 rounded to a 16-bit float),
+/// and rows of paired types lane-interleaved where the kernel reads them so
+/// ([`Microkernel::BF16_PAIRS`]).
 ///
 /// # Safety
 /// Every (p, j) with p < kc, j < nc is readable in `b`; `out` holds the packed size.
-pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: bytemuck::Pod>(
+pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: Weight>(
     b: Block<S>,
     kc: usize,
     nc: usize,
@@ -78,6 +83,8 @@ pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: bytemuck::Pod>(
     if kc == 0 {
         return;
     }
+    let interleave = W::PAIRED && K::BF16_PAIRS;
+    debug_assert!(nr <= MAX_NR && (!interleave || nr % (2 * K::LANES) == 0));
     for (panel, dst) in out
         .chunks_exact_mut(nr * kc)
         .take(nc.div_ceil(nr))
@@ -96,13 +103,27 @@ pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: bytemuck::Pod>(
                     for (d, &v) in row.iter_mut().zip(src) {
                         *d = convert(v);
                     }
-                    continue;
-                }
-                for (j, d) in row[..cols].iter_mut().enumerate() {
-                    *d = convert(*src.add(j * b.cs));
+                } else {
+                    for (j, d) in row[..cols].iter_mut().enumerate() {
+                        *d = convert(*src.add(j * b.cs));
+                    }
+                    row[cols..].fill(W::zeroed());
                 }
             }
-            row[cols..].fill(W::zeroed());
+            if interleave {
+                interleave_pairs(row, K::LANES);
+            }
         }
+    }
+}
+
+/// Reorders a panel row into register pairs of `2·lanes` elements whose element `2i` is the
+/// pair's column `i` and element `2i + 1` its column `lanes + i`: 32-bit lane i then holds both.
+fn interleave_pairs<W: Copy>(row: &mut [W], lanes: usize) {
+    let mut plain = [row[0]; MAX_NR];
+    plain[..row.len()].copy_from_slice(row);
+    for (j, &v) in plain[..row.len()].iter().enumerate() {
+        let (pair, col) = (j / (2 * lanes), j % (2 * lanes));
+        row[pair * 2 * lanes + col % lanes * 2 + col / lanes] = v;
     }
 }

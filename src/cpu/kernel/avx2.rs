@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -51,6 +51,20 @@ impl SimdF32 for F32x8 {
         Self(unsafe {
             let h = _mm_loadu_si128(p.cast());
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+        })
+    }
+    const BF16_PAIRS: bool = true;
+    #[inline(always)]
+    unsafe fn load_bf16_paired(p: *const bf16, high: bool) -> Self {
+        // SAFETY: 16 readable bf16 at p (caller); AVX2 is present (module docs). The low halves
+        // shifted up are the first register, the high halves masked the second.
+        Self(unsafe {
+            let v = _mm256_loadu_si256(p.cast());
+            _mm256_castsi256_ps(if high {
+                _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF_0000_u32 as i32))
+            } else {
+                _mm256_slli_epi32::<16>(v)
+            })
         })
     }
     #[inline(always)]
@@ -137,6 +151,7 @@ unsafe fn tile_avx2<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
 impl Microkernel for Avx2Fma {
     const MR: usize = 6;
     const NR: usize = 16;
+    const BF16_PAIRS: bool = F32x8::BF16_PAIRS;
     #[inline(always)]
     unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
@@ -155,6 +170,15 @@ impl Microkernel for Avx2Fma {
         unsafe { tile_wide_avx2(rows, t, epi) }
     }
     const LANES: usize = F32x8::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn go<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+            // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
+            unsafe { widen::<F32x8, W, 2>(src, dst, rows) }
+        }
+        // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
+        unsafe { go(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         #[target_feature(enable = "avx2,fma")]
         fn chains(iters: usize) -> f32 {

@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +68,20 @@ impl SimdF32 for F32x16 {
         Self(unsafe {
             let h = _mm256_loadu_si256(p.cast());
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        })
+    }
+    const BF16_PAIRS: bool = true;
+    #[inline(always)]
+    unsafe fn load_bf16_paired(p: *const bf16, high: bool) -> Self {
+        // SAFETY: 32 readable bf16 at p (caller); AVX-512F is present (module docs). The low
+        // halves shifted up are the first register, the high halves masked the second.
+        Self(unsafe {
+            let v = _mm512_loadu_si512(p.cast());
+            _mm512_castsi512_ps(if high {
+                _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF_0000_u32 as i32))
+            } else {
+                _mm512_slli_epi32::<16>(v)
+            })
         })
     }
     #[inline(always)]
@@ -175,9 +189,17 @@ unsafe fn tile_wide_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) 
     }
 }
 
+/// [`Microkernel::widen`] for panels of `PV` registers, compiled with AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn widen_avx512<W: Weight, const PV: usize>(src: *const W, dst: *mut f32, rows: usize) {
+    // SAFETY: forwarded contract; this function is compiled with AVX-512F.
+    unsafe { widen::<F32x16, W, PV>(src, dst, rows) }
+}
+
 impl Microkernel for Avx512 {
     const MR: usize = 14;
     const NR: usize = 32;
+    const BF16_PAIRS: bool = F32x16::BF16_PAIRS;
     #[inline(always)]
     unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX-512F.
@@ -196,6 +218,10 @@ impl Microkernel for Avx512 {
         unsafe { tile_wide_avx512(rows, t, epi) }
     }
     const LANES: usize = F32x16::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the caller detected AVX-512F.
+        unsafe { widen_avx512::<W, 2>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         #[target_feature(enable = "avx512f,avx2,fma")]
         fn chains(iters: usize) -> f32 {
@@ -238,6 +264,8 @@ unsafe fn tile_narrow<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
 impl Microkernel for Avx512Narrow {
     const MR: usize = 16;
     const NR: usize = 16;
+    // One register per panel: no pairs.
+    const BF16_PAIRS: bool = false;
     #[inline(always)]
     unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX-512F.
@@ -252,6 +280,10 @@ impl Microkernel for Avx512Narrow {
         unsafe { tile_narrow(rows, t, epi) }
     }
     const LANES: usize = F32x16::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the caller detected AVX-512F.
+        unsafe { widen_avx512::<W, 1>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         // SAFETY: forwarded contract.
         unsafe { Avx512::fma_chains(iters) }

@@ -42,34 +42,63 @@ pub(crate) struct Epilogue {
 /// An element type B (the weights) is stored in. The microkernel converts it to f32 as it loads
 /// B, so the same tile body serves every format and the accumulation stays in f32.
 pub(crate) trait Weight: bytemuck::Pod + Send + Sync {
-    /// `S::LANES` consecutive weights at `p`, as f32 lanes.
+    /// Whether this is f32 itself (panels are read in place, never widened).
+    const IS_F32: bool = false;
+    /// Whether kernels with [`Microkernel::BF16_PAIRS`] store panel rows of this type
+    /// lane-interleaved in pairs of registers (see [`SimdF32::load_bf16_paired`]).
+    const PAIRED: bool = false;
+
+    /// Register `reg` (< PV) of a panel row of `PV·S::LANES` weights at `row`, as f32 lanes.
     ///
     /// # Safety
-    /// `p` is valid for reading `S::LANES` elements; `S` is usable in the calling context.
-    unsafe fn load<S: SimdF32>(p: *const Self) -> S;
+    /// `row` is valid for reading `PV·S::LANES` elements; `S` is usable in the calling context.
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S;
+
+    /// The value as f32 (exact).
+    fn to_f32(self) -> f32;
 }
 
 impl Weight for f32 {
+    const IS_F32: bool = true;
+    fn to_f32(self) -> f32 {
+        self
+    }
     #[inline(always)]
-    unsafe fn load<S: SimdF32>(p: *const Self) -> S {
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S {
         // SAFETY: forwarded contract.
-        unsafe { S::load(p) }
+        unsafe { S::load(row.add(reg * S::LANES)) }
     }
 }
 
 impl Weight for bf16 {
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    // Widening one register of a plain run takes two integer ops (zero-extend, shift); one of
+    // an interleaved pair takes one (shift or mask) and half a load.
+    const PAIRED: bool = true;
     #[inline(always)]
-    unsafe fn load<S: SimdF32>(p: *const Self) -> S {
-        // SAFETY: forwarded contract.
-        unsafe { S::load_bf16(p) }
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S {
+        // SAFETY: forwarded contract; a pair's 2·LANES elements are inside the row when PV is
+        // even.
+        unsafe {
+            if PV % 2 == 0 {
+                S::load_bf16_paired(row.add(reg / 2 * 2 * S::LANES), reg % 2 == 1)
+            } else {
+                S::load_bf16(row.add(reg * S::LANES))
+            }
+        }
     }
 }
 
 impl Weight for f16 {
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
     #[inline(always)]
-    unsafe fn load<S: SimdF32>(p: *const Self) -> S {
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S {
         // SAFETY: forwarded contract.
-        unsafe { S::load_f16(p) }
+        unsafe { S::load_f16(row.add(reg * S::LANES)) }
     }
 }
 
@@ -105,6 +134,9 @@ pub(crate) trait Microkernel {
     const MR: usize;
     /// Columns of every tile (loop 2 steps by it).
     const NR: usize;
+    /// Whether packed bf16 panels are stored in lane-interleaved register pairs: the register
+    /// type's [`SimdF32::BF16_PAIRS`], for kernels whose panels are two registers wide.
+    const BF16_PAIRS: bool;
 
     /// Computes a tile: `acc = Σ_p A(i, p) · B(p, j)` over `kc` steps, then applies `epi` and
     /// stores the valid `m × n` corner. `rows` (1 ≤ rows ≤ MR) is the tile's row count; rows
@@ -128,6 +160,14 @@ pub(crate) trait Microkernel {
 
     /// Lanes of the kernel's register type.
     const LANES: usize;
+
+    /// Widens `rows` consecutive panel rows of `NR` weights at `src` (as packed for this kernel)
+    /// to plain f32 panel rows at `dst`.
+    ///
+    /// # Safety
+    /// `src` is readable and `dst` writable for `rows · NR` elements; the kernel's CPU features
+    /// exist.
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize);
 
     /// `iters` rounds of 12 independent register FMA chains (`simd::fma_chains`), compiled
     /// with the kernel's features: the FMA peak probe.
@@ -170,7 +210,7 @@ pub(crate) unsafe fn tile<
         unsafe {
             let bp = t.b.add(p * t.brs);
             let bv: [S; NV] =
-                std::array::from_fn(|v| W::load::<S>(bp.add(v / PV * t.bps + v % PV * lanes)));
+                std::array::from_fn(|v| W::load::<S, PV>(bp.add(v / PV * t.bps), v % PV));
             for (row, ar) in acc.iter_mut().zip(&arow) {
                 let ai = S::splat(*ar.add(p * t.acs));
                 for (r, &bj) in row.iter_mut().zip(&bv) {
@@ -210,6 +250,28 @@ pub(crate) unsafe fn tile<
     }
     // SAFETY: forwarded contract.
     unsafe { store(&acc, t, epi) }
+}
+
+/// [`Microkernel::widen`] for panel rows of `PV` registers of `S`.
+///
+/// # Safety
+/// As [`Microkernel::widen`] with `NR = PV · S::LANES`, and `S` usable in the calling context.
+#[inline(always)]
+pub(crate) unsafe fn widen<S: SimdF32, W: Weight, const PV: usize>(
+    src: *const W,
+    dst: *mut f32,
+    rows: usize,
+) {
+    let nr = PV * S::LANES;
+    for r in 0..rows {
+        for reg in 0..PV {
+            // SAFETY: row r < rows of NR elements is inside src and dst (caller).
+            unsafe {
+                let v: S = W::load::<S, PV>(src.add(r * nr), reg);
+                v.store(dst.add(r * nr + reg * S::LANES));
+            }
+        }
+    }
 }
 
 /// A hint to bring the cache line at `p` into L1 for writing (no-op where not supported).

@@ -6,7 +6,7 @@ use std::arch::asm;
 
 use half::{bf16, f16};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +109,8 @@ pub(crate) struct Neon;
 impl Microkernel for Neon {
     const MR: usize = 8;
     const NR: usize = 12;
+    // Three registers per panel: no pairs.
+    const BF16_PAIRS: bool = false;
     /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
     unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
@@ -144,6 +146,10 @@ impl Microkernel for Neon {
         }
     }
     const LANES: usize = F32x4::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
+        unsafe { widen::<F32x4, W, 3>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         fma_chains::<F32x4>(iters)
     }

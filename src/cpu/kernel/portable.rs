@@ -5,7 +5,7 @@
 
 use wide::{CmpGt, f32x8};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -89,6 +89,8 @@ pub(crate) struct Portable;
 impl Microkernel for Portable {
     const MR: usize = 6;
     const NR: usize = 8;
+    // One register per panel: no pairs.
+    const BF16_PAIRS: bool = false;
     /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
     unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
@@ -122,6 +124,10 @@ impl Microkernel for Portable {
         }
     }
     const LANES: usize = F32x8::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
+        unsafe { widen::<F32x8, W, 1>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         fma_chains::<F32x8>(iters)
     }
