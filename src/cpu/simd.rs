@@ -65,13 +65,13 @@ pub(crate) trait SimdF32: Copy {
         // SAFETY: forwarded contract.
         unsafe { load_widened(p) }
     }
-    /// Whether [`SimdF32::load_bf16_paired`] reads this type's lane-interleaved layout (one
-    /// load and one integer op per register) rather than two plain runs of bf16.
-    const BF16_PAIRS: bool = false;
     /// One register of a pair of bf16 registers stored at `p`, widened to f32: the first
-    /// (`high = false`) or the second. Types with [`SimdF32::BF16_PAIRS`] store the pair
-    /// lane-interleaved (32-bit lane i holds the first register's lane i in its low half and the
-    /// second's in its high half), others as two consecutive runs of `LANES`.
+    /// (`high = false`) or the second. By default the pair is two consecutive runs of `LANES`;
+    /// the AVX2 and AVX-512 types read it lane-interleaved instead (32-bit lane i holds the first
+    /// register's lane i in its low half and the second's in its high half: one load and one
+    /// integer op per register), as kernels with [`Microkernel::BF16_PAIRS`] pack it.
+    ///
+    /// [`Microkernel::BF16_PAIRS`]: crate::cpu::kernel::Microkernel::BF16_PAIRS
     ///
     /// # Safety
     /// `p` must be valid for reading `2·LANES` bf16 (no alignment needed).

@@ -53,7 +53,6 @@ impl SimdF32 for F32x8 {
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
         })
     }
-    const BF16_PAIRS: bool = true;
     #[inline(always)]
     unsafe fn load_bf16_paired(p: *const bf16, high: bool) -> Self {
         // SAFETY: 16 readable bf16 at p (caller); AVX2 is present (module docs). The low halves
@@ -151,7 +150,8 @@ unsafe fn tile_avx2<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
 impl Microkernel for Avx2Fma {
     const MR: usize = 6;
     const NR: usize = 16;
-    const BF16_PAIRS: bool = F32x8::BF16_PAIRS;
+    // Two registers per panel, read as one interleaved pair (`F32x8::load_bf16_paired`).
+    const BF16_PAIRS: bool = true;
     #[inline(always)]
     unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.

@@ -70,7 +70,6 @@ impl SimdF32 for F32x16 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
         })
     }
-    const BF16_PAIRS: bool = true;
     #[inline(always)]
     unsafe fn load_bf16_paired(p: *const bf16, high: bool) -> Self {
         // SAFETY: 32 readable bf16 at p (caller); AVX-512F is present (module docs). The low
@@ -199,7 +198,8 @@ unsafe fn widen_avx512<W: Weight, const PV: usize>(src: *const W, dst: *mut f32,
 impl Microkernel for Avx512 {
     const MR: usize = 14;
     const NR: usize = 32;
-    const BF16_PAIRS: bool = F32x16::BF16_PAIRS;
+    // Two registers per panel, read as one interleaved pair (`F32x16::load_bf16_paired`).
+    const BF16_PAIRS: bool = true;
     #[inline(always)]
     unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX-512F.

@@ -134,8 +134,9 @@ pub(crate) trait Microkernel {
     const MR: usize;
     /// Columns of every tile (loop 2 steps by it).
     const NR: usize;
-    /// Whether packed bf16 panels are stored in lane-interleaved register pairs: the register
-    /// type's [`SimdF32::BF16_PAIRS`], for kernels whose panels are two registers wide.
+    /// Whether packed bf16 panels are stored in lane-interleaved register pairs: true exactly
+    /// for kernels whose panels are two registers wide and whose register type reads pairs so
+    /// (overrides [`SimdF32::load_bf16_paired`]).
     const BF16_PAIRS: bool;
 
     /// Computes a tile: `acc = Σ_p A(i, p) · B(p, j)` over `kc` steps, then applies `epi` and
