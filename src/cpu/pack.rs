@@ -84,7 +84,7 @@ pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: Weight>(
         return;
     }
     let interleave = W::PAIRED && K::BF16_PAIRS;
-    debug_assert!(nr <= MAX_NR && (!interleave || nr % (2 * K::LANES) == 0));
+    debug_assert!(nr <= MAX_NR && (!interleave || nr.is_multiple_of(2 * K::LANES)));
     for (panel, dst) in out
         .chunks_exact_mut(nr * kc)
         .take(nc.div_ceil(nr))

@@ -82,7 +82,7 @@ impl Weight for bf16 {
         // SAFETY: forwarded contract; a pair's 2·LANES elements are inside the row when PV is
         // even.
         unsafe {
-            if PV % 2 == 0 {
+            if PV.is_multiple_of(2) {
                 S::load_bf16_paired(row.add(reg / 2 * 2 * S::LANES), reg % 2 == 1)
             } else {
                 S::load_bf16(row.add(reg * S::LANES))
