@@ -9,7 +9,7 @@ use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
 mod common;
-use common::{Layout, Stored, cases, kernels, layout, tolerance_from, uniform};
+use common::{Layout, Stored, activations, cases, kernels, layout, tolerance_from, uniform};
 
 /// `v` rounded to `format` and back: the weights the layer really has.
 fn rounded(format: WeightFormat, v: f32) -> f32 {
@@ -83,7 +83,7 @@ proptest! {
         lx in layout(), lw in layout(), ly in layout(),
         format in prop::sample::select(WeightFormat::ALL.to_vec()),
         from_half in any::<bool>(),
-        act in prop::sample::select(Activation::ALL.to_vec()),
+        act in prop::sample::select(activations()),
         with_bias in any::<bool>(),
         seed in any::<u64>(),
     ) {
