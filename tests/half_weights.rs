@@ -267,7 +267,7 @@ fn kernels_widen_16_bit_weights_exactly() {
         (0x3F80, 1.0),
         (0xC000, -2.0),
         (0x7F7F, bf16::MAX.to_f32()),
-        (0x0001, p(-133)), // smallest subnormal bf16
+        (0x0001, f32::from_bits(0x0001_0000)), // smallest subnormal bf16, 2⁻¹³³
         (0x7F80, f32::INFINITY),
         (0xFF80, f32::NEG_INFINITY),
         (0x7FC0, f32::NAN),
