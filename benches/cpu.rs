@@ -5,7 +5,7 @@
 //! `cargo bench --bench cpu` runs both thread counts, one child process each: matrixmultiply reads
 //! its thread count once per process (`MATMUL_NUM_THREADS`), so that variable also picks the count
 //! for every implementation: `MATMUL_NUM_THREADS=2 cargo bench --bench cpu` runs 2 threads only.
-//! Criterion filters apply as usual (`-- "784x128"`, `-- fusion`). `DENSECORE_KERNEL` picks
+//! Criterion filters apply as usual (`-- "784x128"`, `-- fusion`, `-- "weight formats"`). `DENSECORE_KERNEL` picks
 //! densecore's microkernel. Throughput is counted in flops (2·m·n·k elements), so criterion's
 //! "Gelem/s" reads as GFLOP/s; `cargo run --release --example bench_report` makes the table and
 //! chart of BENCHMARKS.md from the results.
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use densecore::cpu::{Cpu, Kernel, PackedWeights};
+use densecore::cpu::{Cpu, Kernel, PackedWeights, WeightFormat};
 use densecore::{Activation, MatMut, MatRef};
 use gemm::Parallelism;
 
@@ -404,6 +404,39 @@ fn bench_kernels(c: &mut Criterion) {
     group.finish();
 }
 
+/// The weight formats side by side: the fused relu layer with weights packed as f32, bf16 and
+/// f16 (widened in the microkernel's B loads), on the shapes issue 15 sets targets for. Bytes of
+/// weights read per call are k·n·(4 or 2).
+fn bench_weight_formats(c: &mut Criterion, threads: usize) {
+    let cpu = densecore_cpu(threads);
+    let shapes = [
+        (1, 4096, 4096),
+        (1, 784, 128),
+        (32, 784, 128),
+        (256, 784, 128),
+        (1024, 1024, 1024),
+    ];
+    let mut group = c.benchmark_group(format!("weight formats t{threads}"));
+    for (m, k, n) in shapes {
+        let shape = Shape { m, k, n };
+        configure(&mut group, shape);
+        let mut ops = Operands::new(shape);
+        for format in WeightFormat::ALL {
+            let packed = cpu
+                .pack_weights_as(MatRef::row_major(&ops.w, k, n), format)
+                .expect("valid weights");
+            let name = format!("densecore packed {format} relu");
+            group.bench_function(BenchmarkId::new(name, format!("{m}x{k}x{n}")), |b| {
+                b.iter(|| {
+                    ops.dense_packed(&cpu, &packed, Activation::Relu);
+                    black_box(&mut ops.y);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn run(threads: usize) {
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -413,6 +446,7 @@ fn run(threads: usize) {
     for family in families() {
         bench_family(&mut c, &family, threads);
     }
+    bench_weight_formats(&mut c, threads);
     // Fusion cost is a property of the kernel's epilogue, measured on one thread.
     if threads == 1 {
         bench_fusion(&mut c, threads);

@@ -49,6 +49,9 @@ mod validate;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
+/// The bf16/f16 element types that [`cpu::Cpu::pack_weights_bf16`] and
+/// [`cpu::Cpu::pack_weights_f16`] take, so callers use the same `half` version.
+pub use half;
 pub use matrix::{MatMut, MatRef};
 
 // The Keras-like trainer and the data loaders (issue 5).

@@ -7,98 +7,7 @@ use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
 mod common;
-use common::{tolerance, uniform};
-
-/// How a matrix is laid out in its buffer.
-#[derive(Clone, Copy, Debug)]
-enum Layout {
-    RowMajor,
-    ColMajor,
-    /// Row-major with `pad` unused elements after each row.
-    Padded(usize),
-    /// Every other element, rows further apart still: neither stride is 1.
-    Strided,
-}
-
-impl Layout {
-    /// (row stride, column stride, buffer length) for rows × cols.
-    fn strides(self, rows: usize, cols: usize) -> (usize, usize, usize) {
-        let (rs, cs) = match self {
-            Layout::RowMajor => (cols, 1),
-            Layout::ColMajor => (1, rows),
-            Layout::Padded(pad) => (cols + pad, 1),
-            Layout::Strided => (2 * cols + 3, 2),
-        };
-        let len = if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * rs + (cols - 1) * cs + 1
-        };
-        (rs, cs, len)
-    }
-}
-
-fn layout() -> impl Strategy<Value = Layout> {
-    prop_oneof![
-        Just(Layout::RowMajor),
-        Just(Layout::ColMajor),
-        (1usize..5).prop_map(Layout::Padded),
-        Just(Layout::Strided),
-    ]
-}
-
-/// A matrix stored in a buffer with sentinel NaN wherever the view does not reach.
-#[derive(Clone, Debug)]
-struct Stored {
-    buf: Vec<f32>,
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl Stored {
-    fn new(rows: usize, cols: usize, layout: Layout, value: impl Fn(usize, usize) -> f32) -> Self {
-        let (rs, cs, len) = layout.strides(rows, cols);
-        let mut buf = vec![f32::NAN; len + 3];
-        for i in 0..rows {
-            for j in 0..cols {
-                buf[i * rs + j * cs] = value(i, j);
-            }
-        }
-        Self {
-            buf,
-            rows,
-            cols,
-            rs,
-            cs,
-        }
-    }
-    fn view(&self) -> MatRef<'_> {
-        MatRef::new(&self.buf, self.rows, self.cols, self.rs, self.cs)
-    }
-    fn view_mut(&mut self) -> MatMut<'_> {
-        MatMut::new(&mut self.buf, self.rows, self.cols, self.rs, self.cs)
-    }
-    fn at(&self, i: usize, j: usize) -> f32 {
-        self.buf[i * self.rs + j * self.cs]
-    }
-    /// Elements outside the view must still be the NaN sentinel.
-    fn assert_outside_untouched(&self) {
-        let mut inside = vec![false; self.buf.len()];
-        for i in 0..self.rows {
-            for j in 0..self.cols {
-                inside[i * self.rs + j * self.cs] = true;
-            }
-        }
-        for (idx, (&v, &ins)) in self.buf.iter().zip(&inside).enumerate() {
-            assert!(
-                ins || v.is_nan(),
-                "element {idx} outside the view was written: {v}"
-            );
-        }
-    }
-}
+use common::{Layout, Stored, cases, kernels, layout, tolerance, uniform};
 
 /// Sizes at and around the tile (6, 8, 12, 16) and block (kc 256, mc 144) edges.
 fn dim_m() -> impl Strategy<Value = usize> {
@@ -127,28 +36,15 @@ fn every_kernel_the_cpu_has_is_tested() {
     assert!(tested.contains(&Kernel::Portable));
     #[cfg(target_arch = "x86_64")]
     {
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
         assert_eq!(tested.contains(&Kernel::Avx2Fma), avx2);
         let avx512 = avx2 && is_x86_feature_detected!("avx512f");
         assert_eq!(tested.contains(&Kernel::Avx512), avx512);
     }
     #[cfg(target_arch = "aarch64")]
     assert!(tested.contains(&Kernel::Neon));
-}
-
-/// `default` property cases, or `DENSECORE_TEST_CASES` of them (CI runs a few under valgrind).
-fn cases(default: u32) -> u32 {
-    std::env::var("DENSECORE_TEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn kernels() -> Vec<Cpu> {
-    Kernel::available()
-        .into_iter()
-        .map(|k| Cpu::default().with_kernel(k).unwrap())
-        .collect()
 }
 
 proptest! {

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::kernel::{Epilogue, Microkernel, Tile, ZMode};
+use super::kernel::{Epilogue, Microkernel, Tile, Weight, ZMode};
 use super::pack::{Block, pack_a, pack_b};
 use crate::activation::Activation;
 
@@ -22,14 +22,15 @@ pub(crate) struct Blocking {
 }
 
 /// One validated `C ← act(alpha·A·B + beta·C + bias)` problem in raw form, with an optional
-/// second output `z` (see [`ZMode`]).
+/// second output `z` (see [`ZMode`]); B's elements are `W` (f32, or 16-bit floats the
+/// microkernel widens as it loads them).
 #[derive(Clone, Copy)]
-pub(crate) struct Problem<'a> {
+pub(crate) struct Problem<'a, W = f32> {
     pub m: usize,
     pub k: usize,
     pub n: usize,
     pub a: Block,
-    pub b: Block,
+    pub b: Block<W>,
     pub c: *mut f32,
     pub rsc: usize,
     pub csc: usize,
@@ -42,41 +43,42 @@ pub(crate) struct Problem<'a> {
     pub bias: Option<&'a [f32]>,
     pub act: Activation,
     /// B already packed (see [`Prepacked`]); `b` is then unused.
-    pub packed: Option<Prepacked>,
+    pub packed: Option<Prepacked<W>>,
 }
 
 /// B packed once for many calls: K blocks of `kc` rows (the last may be shorter), each
-/// `n_pad / NR` panels of `kc × NR` floats; columns past n are zero.
+/// `n_pad / NR` panels of `kc × NR` elements; columns past n are zero.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Prepacked {
-    pub ptr: *const f32,
+pub(crate) struct Prepacked<W = f32> {
+    pub ptr: *const W,
     pub kc: usize,
     pub n_pad: usize,
     /// First column of this (sub)problem, a multiple of NR.
     pub j0: usize,
 }
 
-impl Prepacked {
+impl<W> Prepacked<W> {
     /// The panel holding columns `j..j + NR` of the K block starting at row `pc`.
     ///
     /// # Safety
     /// `pc` starts a K block and `j0 + j` is a multiple of NR below `n_pad`.
-    unsafe fn panel(&self, pc: usize, kcb: usize, j: usize) -> *const f32 {
+    unsafe fn panel(&self, pc: usize, kcb: usize, j: usize) -> *const W {
         // SAFETY: inside the packed buffer (caller).
         unsafe { self.ptr.add(pc * self.n_pad + (self.j0 + j) * kcb) }
     }
 }
 
-/// Packs all of B for [`Prepacked`] use.
+/// Packs all of B for [`Prepacked`] use, each element stored as `convert` makes it.
 ///
 /// # Safety
-/// `b` is readable for k × n; `out` holds `k · n.next_multiple_of(K::NR)` floats.
-pub(crate) unsafe fn prepack<K: Microkernel>(
-    b: Block,
+/// `b` is readable for k × n; `out` holds `k · n.next_multiple_of(K::NR)` elements.
+pub(crate) unsafe fn prepack<K: Microkernel, S: Copy, W: Weight>(
+    b: Block<S>,
     k: usize,
     n: usize,
     kc: usize,
-    out: &mut [f32],
+    out: &mut [W],
+    convert: impl Fn(S) -> W + Copy,
 ) {
     let n_pad = n.next_multiple_of(K::NR);
     for pc in (0..k).step_by(kc.max(1)) {
@@ -87,16 +89,22 @@ pub(crate) unsafe fn prepack<K: Microkernel>(
                 ptr: b.ptr.add(pc * b.rs),
                 ..b
             };
-            pack_b::<K>(src, kcb, n, &mut out[pc * n_pad..(pc + kcb) * n_pad]);
+            pack_b::<K, S, W>(
+                src,
+                kcb,
+                n,
+                &mut out[pc * n_pad..(pc + kcb) * n_pad],
+                convert,
+            );
         }
     }
 }
 
 // SAFETY: a Problem is only shared between threads that write disjoint blocks of C and z
 // (see `split`); the inputs are only read.
-unsafe impl Send for Problem<'_> {}
+unsafe impl<W> Send for Problem<'_, W> {}
 // SAFETY: as above.
-unsafe impl Sync for Problem<'_> {}
+unsafe impl<W> Sync for Problem<'_, W> {}
 
 /// How a problem is computed. Chosen once per call from the whole problem, so that every
 /// thread count computes every element with the same operations in the same order.
@@ -110,10 +118,10 @@ pub(crate) enum Path {
 }
 
 /// The path for a problem.
-pub(crate) fn plan<K: Microkernel>(p: &Problem<'_>, blk: Blocking) -> Path {
+pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking) -> Path {
     // Thin tiles re-stream B once per MR rows: right for a few rows, and for a few dozen while
     // B stays in L2 (then packing would cost more than it saves).
-    let b_bytes = p.k * p.n * std::mem::size_of::<f32>();
+    let b_bytes = p.k * p.n * std::mem::size_of::<W>();
     let thin_rows = if b_bytes <= blk.l2 * 3 / 4 {
         64
     } else {
@@ -154,8 +162,9 @@ struct Workspace {
     row: Vec<f32>,
 }
 
-fn grown(buf: &mut Vec<CacheLine>, len: usize) -> &mut [f32] {
-    let lines = len.div_ceil(16);
+/// The first `len` elements of `buf` seen as `T` (f32 or a 16-bit float), grown to hold them.
+fn grown<T: Pod>(buf: &mut Vec<CacheLine>, len: usize) -> &mut [T] {
+    let lines = (len * std::mem::size_of::<T>()).div_ceil(std::mem::size_of::<CacheLine>());
     if buf.len() < lines {
         buf.resize(lines, CacheLine::zeroed());
     }
@@ -195,30 +204,32 @@ const MIN_FLOPS_PER_THREAD: usize = 1 << 21;
 /// `p.a` is readable for m × k, `p.b` for k × n, `p.c` writable (and readable when beta ≠ 0) for
 /// m × n with no two elements aliasing, `p.z` likewise when `p.z_mode` uses it; `p.bias` has n
 /// values; K's CPU features are present.
-pub(crate) unsafe fn gemm<K: Microkernel>(
-    p: &Problem<'_>,
+pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
+    p: &Problem<'_, W>,
     path: Path,
     blk: Blocking,
     pool: Option<&rayon::ThreadPool>,
 ) {
+    // Raw rows of paired types would not be in the interleaved order the kernel reads.
+    debug_assert!(p.packed.is_some() || !W::PAIRED);
     if p.m == 0 || p.n == 0 {
         return;
     }
     let flops = 2 * p.m * p.n * p.k.max(1);
     let threads = pool.map_or(1, |pl| pl.current_num_threads());
     let threads = threads.min(flops / MIN_FLOPS_PER_THREAD).max(1);
-    let split = Split::new::<K>(p, path, threads);
+    let split = Split::new::<K, W>(p, path, threads);
     match pool {
         // `install` + a parallel range runs on the pool through `join`, with no allocation.
         Some(pool) if split.parts > 1 => pool.install(|| {
             use rayon::prelude::*;
             (0..split.parts).into_par_iter().for_each(|t| {
                 // SAFETY: parts write disjoint blocks of C and z (Split); the rest is the caller's.
-                unsafe { run::<K>(&split.part(p, t), path, blk) }
+                unsafe { run::<K, W>(&split.part(p, t), path, blk) }
             })
         }),
         // SAFETY: the caller's contract.
-        _ => unsafe { run::<K>(p, path, blk) },
+        _ => unsafe { run::<K, W>(p, path, blk) },
     }
 }
 
@@ -233,7 +244,7 @@ struct Split {
 }
 
 impl Split {
-    fn new<K: Microkernel>(p: &Problem<'_>, path: Path, threads: usize) -> Self {
+    fn new<K: Microkernel, W>(p: &Problem<'_, W>, path: Path, threads: usize) -> Self {
         // Each part packs what it reads of B (and of A where A is packed): columns for the
         // thin path and wherever A is read in place, so no part copies what another copies
         // too; otherwise the longer side. Row-wise activations need whole rows.
@@ -255,7 +266,7 @@ impl Split {
     }
 
     /// Part `t` of `p`.
-    fn part<'a>(&self, p: &Problem<'a>, t: usize) -> Problem<'a> {
+    fn part<'a, W: Copy>(&self, p: &Problem<'a, W>, t: usize) -> Problem<'a, W> {
         let (u0, u1) = (
             self.units * t / self.parts,
             self.units * (t + 1) / self.parts,
@@ -289,17 +300,17 @@ impl Split {
 ///
 /// # Safety
 /// As [`gemm`], for this part.
-unsafe fn run<K: Microkernel>(p: &Problem<'_>, path: Path, blk: Blocking) {
+unsafe fn run<K: Microkernel, W: Weight>(p: &Problem<'_, W>, path: Path, blk: Blocking) {
     WORKSPACE.with_borrow_mut(|ws| match path {
         // SAFETY: forwarded contract.
-        Path::Thin => unsafe { thin::<K>(p, ws) },
+        Path::Thin => unsafe { thin::<K, W>(p, ws) },
         // SAFETY: forwarded contract.
-        Path::Blocked { pack_a, kc } => unsafe { blocked::<K>(p, pack_a, kc, blk, ws) },
+        Path::Blocked { pack_a, kc } => unsafe { blocked::<K, W>(p, pack_a, kc, blk, ws) },
     })
 }
 
 /// The epilogue of the last K block (bias, activation, z), or of an earlier one (none).
-fn epilogue(p: &Problem<'_>, first: bool, last: bool, bias: Option<*const f32>) -> Epilogue {
+fn epilogue<W>(p: &Problem<'_, W>, first: bool, last: bool, bias: Option<*const f32>) -> Epilogue {
     Epilogue {
         alpha: p.alpha,
         beta: if first { p.beta } else { 1.0 },
@@ -314,13 +325,14 @@ fn epilogue(p: &Problem<'_>, first: bool, last: bool, bias: Option<*const f32>) 
 }
 
 /// The tile of C (and z) whose top-left element is (i, j).
-fn tile_at(p: &Problem<'_>, i: usize, j: usize) -> Tile {
+/// B is the caller's to set.
+fn tile_at<W, V>(p: &Problem<'_, W>, i: usize, j: usize) -> Tile<V> {
     Tile {
         kc: 0,
         a: p.a.ptr,
         ars: 0,
         acs: 0,
-        b: p.b.ptr,
+        b: std::ptr::null(),
         brs: 0,
         bps: 0,
         // SAFETY (offsets): (i, j) is inside C; z is only dereferenced when used.
@@ -340,7 +352,7 @@ fn tile_at(p: &Problem<'_>, i: usize, j: usize) -> Tile {
 ///
 /// # Safety
 /// As [`gemm`]; `p.b.cs == 1` or B is prepacked.
-unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
+unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, ws: &mut Workspace) {
     let nr = K::NR;
     let kc = p.packed.map_or(p.k.max(1), |pk| pk.kc);
     let k_blocks = p.k.div_ceil(kc).max(1);
@@ -352,7 +364,7 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
         // SAFETY: the k × (n − tail_j0) block at column tail_j0 is inside B.
         unsafe {
             let src = p.b.ptr.add(tail_j0);
-            pack_b::<K>(Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel);
+            pack_b::<K, W, W>(Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel, |v| v);
         }
         panel.as_ptr()
     });
@@ -413,8 +425,8 @@ unsafe fn thin<K: Microkernel>(p: &Problem<'_>, ws: &mut Workspace) {
 ///
 /// # Safety
 /// As [`gemm`].
-unsafe fn blocked<K: Microkernel>(
-    p: &Problem<'_>,
+unsafe fn blocked<K: Microkernel, W: Weight>(
+    p: &Problem<'_, W>,
     pack_a_blocks: bool,
     kc: usize,
     blk: Blocking,
@@ -442,18 +454,27 @@ unsafe fn blocked<K: Microkernel>(
             let pc = kb * kc;
             let kcb = kc.min(k - pc);
             let last = kb + 1 == k_blocks;
-            let bp = match p.packed {
+            let panels = ncb.next_multiple_of(nr) * kcb;
+            // The tiles read f32 panels: prepacked f32 in place; 16-bit panels widened once per
+            // block here, for the mc/MR row tiles that read each of them (not once per tile).
+            let bp: *const f32 = match p.packed {
                 // SAFETY: pc starts a K block; jc is a multiple of NR inside n.
-                Some(pk) => unsafe { pk.panel(pc, kcb, jc) },
+                Some(pk) if W::IS_F32 => unsafe { pk.panel(pc, kcb, jc) }.cast(),
+                Some(pk) => {
+                    let bp = grown(b, panels);
+                    // SAFETY: the block's panels hold `panels` elements; bp as many f32.
+                    unsafe { K::widen(pk.panel(pc, kcb, jc), bp.as_mut_ptr(), panels / nr) };
+                    bp.as_ptr()
+                }
                 None => {
-                    let bp = grown(b, ncb.next_multiple_of(nr) * kcb);
+                    let bp = grown(b, panels);
                     // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
                     unsafe {
                         let src = Block {
                             ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
                             ..p.b
                         };
-                        pack_b::<K>(src, kcb, ncb, bp);
+                        pack_b::<K, W, f32>(src, kcb, ncb, bp, W::to_f32);
                     }
                     bp.as_ptr()
                 }
@@ -491,7 +512,7 @@ unsafe fn blocked<K: Microkernel>(
                             ..tile_at(p, ic + ir, jc + jr)
                         };
                         // SAFETY: the tile is clipped to the operands; features are the caller's.
-                        unsafe { K::tile(t.m, &t, &e) };
+                        unsafe { K::tile::<f32>(t.m, &t, &e) };
                     }
                 }
                 if last {
@@ -508,7 +529,7 @@ unsafe fn blocked<K: Microkernel>(
 ///
 /// # Safety
 /// Those rows of `p.c` are valid for `p.n` columns.
-unsafe fn finish_rows(p: &Problem<'_>, i0: usize, rows: usize, tmp: &mut Vec<f32>) {
+unsafe fn finish_rows<W>(p: &Problem<'_, W>, i0: usize, rows: usize, tmp: &mut Vec<f32>) {
     if !p.act.is_row_wise() {
         return;
     }

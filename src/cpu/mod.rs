@@ -16,13 +16,15 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
+use half::{bf16, f16};
+
 use crate::activation::Activation;
 use crate::alloc;
 use crate::error::{Error, Result};
-use crate::matrix::{MatMut, MatRef};
+use crate::matrix::{self, MatMut, MatRef};
 use crate::validate;
 use driver::{Path, Prepacked, Problem};
-use kernel::{Microkernel, ZMode};
+use kernel::{Microkernel, Weight, ZMode};
 use pack::Block;
 
 pub use cache::CacheSizes;
@@ -69,7 +71,7 @@ pub use simd::VECTOR_ACTIVATION_TOLERANCE;
 pub enum Kernel {
     /// 6×8 over `wide::f32x8`: any CPU, instructions chosen at build time.
     Portable,
-    /// 6×16 AVX2+FMA intrinsics (x86_64, detected at run time).
+    /// 6×16 AVX2+FMA intrinsics, F16C for f16 weights (x86_64, detected at run time).
     Avx2Fma,
     /// 14×32 AVX-512F intrinsics with masked edges, 16×16 for outputs at most 16 wide (x86_64,
     /// detected at run time).
@@ -104,8 +106,11 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2Fma => {
                 static AVX2_FMA: OnceLock<bool> = OnceLock::new();
+                // F16C widens f16 weights; every AVX2 CPU made has it.
                 *AVX2_FMA.get_or_init(|| {
-                    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+                    is_x86_feature_detected!("avx2")
+                        && is_x86_feature_detected!("fma")
+                        && is_x86_feature_detected!("f16c")
                 })
             }
             #[cfg(target_arch = "x86_64")]
@@ -256,7 +261,7 @@ impl Cpu {
         let p = Problem {
             bias,
             act,
-            ..problem(m, k, n, 1.0, &x, &w, 0.0, &mut y)
+            ..problem(m, k, n, 1.0, &x, block(&w), 0.0, &mut y)
         };
         self.run(&p);
         Ok(())
@@ -279,7 +284,7 @@ impl Cpu {
             bias,
             act,
             ..with_z(
-                problem(m, k, n, 1.0, &x, &w, 0.0, &mut y),
+                problem(m, k, n, 1.0, &x, block(&w), 0.0, &mut y),
                 &mut z,
                 ZMode::Store,
             )
@@ -298,7 +303,7 @@ impl Cpu {
         mut c: MatMut<'_>,
     ) -> Result<()> {
         let (m, k, n) = validate::gemm(&a, &b, &c)?;
-        self.run(&problem(m, k, n, alpha, &a, &b, beta, &mut c));
+        self.run(&problem(m, k, n, alpha, &a, block(&b), beta, &mut c));
         Ok(())
     }
 
@@ -326,7 +331,7 @@ impl Cpu {
             rsz: z.row_stride(),
             csz: z.col_stride(),
             z_mode: ZMode::Gate(act),
-            ..problem(m, k, n, 1.0, &a, &b, 0.0, &mut c)
+            ..problem(m, k, n, 1.0, &a, block(&b), 0.0, &mut c)
         };
         self.run(&p);
         Ok(())
@@ -335,36 +340,96 @@ impl Cpu {
     /// Packs a k×n weight matrix once for [`Cpu::dense_packed`], as a layer does at
     /// inference time: calls then skip packing W. The packing is specific to this Cpu's kernel.
     pub fn pack_weights(&self, w: MatRef<'_>) -> Result<PackedWeights> {
-        let (k, n) = (w.rows(), w.cols());
-        w.validate("w", k, n)?;
-        fn go<K: Microkernel>(w: &MatRef<'_>, kernel: Kernel) -> Result<PackedWeights> {
-            let (k, n) = (w.rows(), w.cols());
-            let kc = driver::even_kc(k, CacheSizes::detect().blocking(K::MR, K::NR).kc);
-            let n_pad = n.checked_next_multiple_of(K::NR).unwrap_or(usize::MAX);
-            let mut data =
-                alloc::filled("packed w", alloc::elements("packed w", &[k, n_pad])?, 0.0)?;
-            // SAFETY: w was validated for k × n; data has the packed length k · n_pad.
-            unsafe { driver::prepack::<K>(block(w), k, n, kc, &mut data) };
-            Ok(PackedWeights {
-                kernel,
-                k,
-                n,
-                kc,
-                n_pad,
-                data,
-            })
-        }
-        dispatch!(self.kernel, n, K => go::<K>(&w, self.kernel))
+        self.pack_weights_as(w, WeightFormat::F32)
     }
 
-    /// `y = act(x·w + bias)` with weights packed by [`Cpu::pack_weights`].
+    /// [`Cpu::pack_weights`] storing the weights in `format`: bf16 and f16 are rounded to nearest
+    /// (ties to even) once here, NaN stays NaN, and f32 values beyond f16's range (±65504, up to
+    /// the rounding midpoint 65520) become ±∞ in f16. Half the bytes of f32 to read per call,
+    /// which is what a dense layer at small batch waits for.
+    pub fn pack_weights_as(&self, w: MatRef<'_>, format: WeightFormat) -> Result<PackedWeights> {
+        let (k, n) = (w.rows(), w.cols());
+        w.validate("w", k, n)?;
+        let w = block(&w);
+        match format {
+            WeightFormat::F32 => self.pack(w, k, n, |v| v, Panels::F32),
+            WeightFormat::Bf16 => self.pack(w, k, n, bf16::from_f32, Panels::Bf16),
+            WeightFormat::F16 => self.pack(w, k, n, f16::from_f32, Panels::F16),
+        }
+    }
+
+    /// Packs k×n bf16 weights as a checkpoint holds them, element (p, j) at
+    /// `w[p·row_stride + j·col_stride]` (row-major: `(n, 1)`; a PyTorch `(out, in)` weight is
+    /// the transpose, `(1, k)`), with no rounding: they are used as they are.
+    pub fn pack_weights_bf16(
+        &self,
+        w: &[bf16],
+        k: usize,
+        n: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<PackedWeights> {
+        let w = half_block(w, k, n, row_stride, col_stride)?;
+        self.pack(w, k, n, |v| v, Panels::Bf16)
+    }
+
+    /// [`Cpu::pack_weights_bf16`] for f16 weights.
+    pub fn pack_weights_f16(
+        &self,
+        w: &[f16],
+        k: usize,
+        n: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<PackedWeights> {
+        let w = half_block(w, k, n, row_stride, col_stride)?;
+        self.pack(w, k, n, |v| v, Panels::F16)
+    }
+
+    /// Packs the validated k×n block `w` into this kernel's panels of `W`.
+    fn pack<S: Copy, W: Weight>(
+        &self,
+        w: Block<S>,
+        k: usize,
+        n: usize,
+        convert: impl Fn(S) -> W + Copy,
+        panels: fn(Vec<W>) -> Panels,
+    ) -> Result<PackedWeights> {
+        fn go<K: Microkernel, S: Copy, W: Weight>(
+            w: Block<S>,
+            k: usize,
+            n: usize,
+            convert: impl Fn(S) -> W + Copy,
+        ) -> Result<(usize, usize, Vec<W>)> {
+            let kc = driver::even_kc(k, CacheSizes::detect().blocking(K::MR, K::NR).kc);
+            let n_pad = n.checked_next_multiple_of(K::NR).unwrap_or(usize::MAX);
+            let len = alloc::elements("packed w", &[k, n_pad])?;
+            let mut data = alloc::filled("packed w", len, W::zeroed())?;
+            // SAFETY: w was validated for k × n; data has the packed length k · n_pad.
+            unsafe { driver::prepack::<K, S, W>(w, k, n, kc, &mut data, convert) };
+            Ok((kc, n_pad, data))
+        }
+        let (kc, n_pad, data) = dispatch!(self.kernel, n, K => go::<K, S, W>(w, k, n, convert))?;
+        Ok(PackedWeights {
+            kernel: self.kernel,
+            k,
+            n,
+            kc,
+            n_pad,
+            panels: panels(data),
+        })
+    }
+
+    /// `y = act(x·w + bias)` with weights packed by [`Cpu::pack_weights`] or its bf16/f16
+    /// variants: 16-bit weights are widened to f32 as the microkernel loads them, products and
+    /// sums are f32, the epilogue is the same.
     pub fn dense_packed(
         &self,
         x: MatRef<'_>,
         w: &PackedWeights,
         bias: Option<&[f32]>,
         act: Activation,
-        mut y: MatMut<'_>,
+        y: MatMut<'_>,
     ) -> Result<()> {
         if w.kernel != self.kernel {
             return Err(Error::InvalidArgument(format!(
@@ -372,38 +437,113 @@ impl Cpu {
                 w.kernel, self.kernel
             )));
         }
-        let (m, k, n) = (x.rows(), w.k, w.n);
-        validate::dense_with_weights(&x, k, n, bias, &y)?;
+        validate::dense_with_weights(&x, w.k, w.n, bias, &y)?;
+        match &w.panels {
+            Panels::F32(data) => self.run_packed(x, w, data, bias, act, y),
+            Panels::Bf16(data) => self.run_packed(x, w, data, bias, act, y),
+            Panels::F16(data) => self.run_packed(x, w, data, bias, act, y),
+        }
+        Ok(())
+    }
+
+    /// [`Cpu::dense_packed`] on validated operands, with `w`'s panels `data`.
+    fn run_packed<W: Weight>(
+        &self,
+        x: MatRef<'_>,
+        w: &PackedWeights,
+        data: &[W],
+        bias: Option<&[f32]>,
+        act: Activation,
+        mut y: MatMut<'_>,
+    ) {
+        // B is read from `packed`; the block only carries the element type.
+        let b = Block {
+            ptr: data.as_ptr(),
+            rs: 0,
+            cs: 0,
+        };
         let p = Problem {
             bias,
             act,
             packed: Some(Prepacked {
-                ptr: w.data.as_ptr(),
+                ptr: data.as_ptr(),
                 kc: w.kc,
                 n_pad: w.n_pad,
                 j0: 0,
             }),
-            // B is read from `packed`; the view only carries the shape.
-            ..problem(m, k, n, 1.0, &x, &MatRef::new(&[], k, n, 0, 0), 0.0, &mut y)
+            ..problem(x.rows(), w.k, w.n, 1.0, &x, b, 0.0, &mut y)
         };
         self.run(&p);
-        Ok(())
     }
 
-    fn run(&self, p: &Problem<'_>) {
-        fn go<K: Microkernel>(p: &Problem<'_>, pool: Option<&rayon::ThreadPool>) {
+    fn run<W: Weight>(&self, p: &Problem<'_, W>) {
+        fn go<K: Microkernel, W: Weight>(p: &Problem<'_, W>, pool: Option<&rayon::ThreadPool>) {
             let blocking = CacheSizes::detect().blocking(K::MR, K::NR);
-            let path: Path = driver::plan::<K>(p, blocking);
+            let path: Path = driver::plan::<K, W>(p, blocking);
             // SAFETY: p was built from validated views (or packed weights of its shape); the
             // kernel's availability was checked when this Cpu was configured or chosen.
-            unsafe { driver::gemm::<K>(p, path, blocking, pool) }
+            unsafe { driver::gemm::<K, W>(p, path, blocking, pool) }
         }
         let pool = self.pool.as_deref();
-        dispatch!(self.kernel, p.n, K => go::<K>(p, pool))
+        dispatch!(self.kernel, p.n, K => go::<K, W>(p, pool))
     }
 }
 
-/// Weights packed once by [`Cpu::pack_weights`] into the panel layout of one kernel.
+/// How packed weights are stored (see [`Cpu::pack_weights_as`]). x, y, the bias and every sum
+/// stay f32 in all formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WeightFormat {
+    /// IEEE single precision, 4 bytes a weight.
+    #[default]
+    F32,
+    /// bfloat16: f32's 8-bit exponent (same range) with 8 significant bits, 2 bytes a weight.
+    /// Relative rounding error at most 2⁻⁹.
+    Bf16,
+    /// IEEE half precision: 11 significant bits, finite up to ±65504, 2 bytes a weight.
+    /// Relative rounding error at most 2⁻¹² in the normal range (from 2⁻¹⁴ on); smaller values
+    /// are subnormal (absolute error at most 2⁻²⁵), larger ones overflow to ±∞.
+    F16,
+}
+
+impl WeightFormat {
+    /// Every format.
+    pub const ALL: [WeightFormat; 3] = [WeightFormat::F32, WeightFormat::Bf16, WeightFormat::F16];
+
+    /// Bytes one weight takes in packed panels.
+    pub fn bytes(self) -> usize {
+        match self {
+            WeightFormat::F32 => 4,
+            WeightFormat::Bf16 | WeightFormat::F16 => 2,
+        }
+    }
+
+    /// The format's name: `f32`, `bf16`, `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::Bf16 => "bf16",
+            WeightFormat::F16 => "f16",
+        }
+    }
+}
+
+impl fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The panels of packed weights, in their format.
+#[derive(Clone, Debug)]
+enum Panels {
+    F32(Vec<f32>),
+    Bf16(Vec<bf16>),
+    F16(Vec<f16>),
+}
+
+/// Weights packed once by [`Cpu::pack_weights`] (or [`Cpu::pack_weights_as`],
+/// [`Cpu::pack_weights_bf16`], [`Cpu::pack_weights_f16`]) into the panel layout of one kernel.
 #[derive(Clone, Debug)]
 pub struct PackedWeights {
     kernel: Kernel,
@@ -411,13 +551,27 @@ pub struct PackedWeights {
     n: usize,
     kc: usize,
     n_pad: usize,
-    data: Vec<f32>,
+    panels: Panels,
 }
 
 impl PackedWeights {
     /// (input features, units) of the packed k × n matrix.
     pub fn shape(&self) -> (usize, usize) {
         (self.k, self.n)
+    }
+
+    /// The format the weights are stored in.
+    pub fn format(&self) -> WeightFormat {
+        match self.panels {
+            Panels::F32(_) => WeightFormat::F32,
+            Panels::Bf16(_) => WeightFormat::Bf16,
+            Panels::F16(_) => WeightFormat::F16,
+        }
+    }
+
+    /// The kernel the weights were packed for (the one [`Cpu::dense_packed`] must use).
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 }
 
@@ -429,24 +583,42 @@ fn block(v: &MatRef<'_>) -> Block {
     }
 }
 
+/// The k×n block of 16-bit weights at `w` with these strides, checked like a view: its last
+/// element must be inside `w`.
+fn half_block<T>(w: &[T], k: usize, n: usize, rs: usize, cs: usize) -> Result<Block<T>> {
+    let needed = matrix::required_len("w", k, n, rs, cs)?;
+    if w.len() < needed {
+        return Err(Error::BufferTooShort {
+            operand: "w",
+            needed,
+            len: w.len(),
+        });
+    }
+    Ok(Block {
+        ptr: w.as_ptr(),
+        rs,
+        cs,
+    })
+}
+
 /// The raw form of validated views: `c = alpha·a·b + beta·c`, no bias, no activation, no z.
 #[allow(clippy::too_many_arguments)]
-fn problem<'a>(
+fn problem<'a, W>(
     m: usize,
     k: usize,
     n: usize,
     alpha: f32,
     a: &MatRef<'_>,
-    b: &MatRef<'_>,
+    b: Block<W>,
     beta: f32,
     c: &mut MatMut<'_>,
-) -> Problem<'a> {
+) -> Problem<'a, W> {
     Problem {
         m,
         k,
         n,
         a: block(a),
-        b: block(b),
+        b,
         rsc: c.row_stride(),
         csc: c.col_stride(),
         c: c.data_mut().as_mut_ptr(),

@@ -6,14 +6,24 @@
 //! K loop.
 
 /// A strided source block: element (i, j) at `ptr + i·rs + j·cs`.
-#[derive(Clone, Copy)]
-pub(crate) struct Block {
-    pub ptr: *const f32,
+pub(crate) struct Block<T = f32> {
+    pub ptr: *const T,
     pub rs: usize,
     pub cs: usize,
 }
 
-use super::kernel::Microkernel;
+// Copy without requiring `T: Copy` (a derive would): a Block is a pointer and two strides.
+impl<T> Clone for Block<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Block<T> {}
+
+use super::kernel::{Microkernel, Weight};
+
+/// The widest panel of any kernel, in elements.
+const MAX_NR: usize = 32;
 
 /// Packs the `mc × kc` block of A into `K::MR`-row panels in `out` (⌈mc/MR⌉·MR·kc values).
 ///
@@ -55,15 +65,26 @@ pub(crate) unsafe fn pack_a<K: Microkernel>(a: Block, mc: usize, kc: usize, out:
     }
 }
 
-/// Packs the `kc × nc` block of B into `K::NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values).
+/// Packs the `kc × nc` block of B into `K::NR`-column panels in `out` (⌈nc/NR⌉·NR·kc values),
+/// each element stored as `convert` makes it (the identity, or f32 rounded to a 16-bit float),
+/// and rows of paired types lane-interleaved where the kernel reads them so
+/// ([`Microkernel::BF16_PAIRS`]).
 ///
 /// # Safety
 /// Every (p, j) with p < kc, j < nc is readable in `b`; `out` holds the packed size.
-pub(crate) unsafe fn pack_b<K: Microkernel>(b: Block, kc: usize, nc: usize, out: &mut [f32]) {
+pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: Weight>(
+    b: Block<S>,
+    kc: usize,
+    nc: usize,
+    out: &mut [W],
+    convert: impl Fn(S) -> W,
+) {
     let nr = K::NR;
     if kc == 0 {
         return;
     }
+    let interleave = W::PAIRED && K::BF16_PAIRS;
+    debug_assert!(nr <= MAX_NR && (!interleave || nr.is_multiple_of(2 * K::LANES)));
     for (panel, dst) in out
         .chunks_exact_mut(nr * kc)
         .take(nc.div_ceil(nr))
@@ -77,15 +98,32 @@ pub(crate) unsafe fn pack_b<K: Microkernel>(b: Block, kc: usize, nc: usize, out:
             unsafe {
                 let src = b.ptr.add(p * b.rs + j0 * b.cs);
                 if b.cs == 1 && cols == nr {
-                    // NR is a constant here: a fixed-size copy, not a memcpy call per row.
-                    row.copy_from_slice(std::slice::from_raw_parts(src, nr));
-                    continue;
-                }
-                for (j, d) in row[..cols].iter_mut().enumerate() {
-                    *d = *src.add(j * b.cs);
+                    // NR is a constant here: a fixed-size copy, not a call per row.
+                    let src = std::slice::from_raw_parts(src, nr);
+                    for (d, &v) in row.iter_mut().zip(src) {
+                        *d = convert(v);
+                    }
+                } else {
+                    for (j, d) in row[..cols].iter_mut().enumerate() {
+                        *d = convert(*src.add(j * b.cs));
+                    }
+                    row[cols..].fill(W::zeroed());
                 }
             }
-            row[cols..].fill(0.0);
+            if interleave {
+                interleave_pairs(row, K::LANES);
+            }
         }
+    }
+}
+
+/// Reorders a panel row into register pairs of `2·lanes` elements whose element `2i` is the
+/// pair's column `i` and element `2i + 1` its column `lanes + i`: 32-bit lane i then holds both.
+fn interleave_pairs<W: Copy>(row: &mut [W], lanes: usize) {
+    let mut plain = [row[0]; MAX_NR];
+    plain[..row.len()].copy_from_slice(row);
+    for (j, &v) in plain[..row.len()].iter().enumerate() {
+        let (pair, col) = (j / (2 * lanes), j % (2 * lanes));
+        row[pair * 2 * lanes + col % lanes * 2 + col / lanes] = v;
     }
 }

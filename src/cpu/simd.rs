@@ -5,6 +5,9 @@
 //! are written once over the trait. The activations here agree with the scalar formulas of
 //! [`Activation::apply`] within [`VECTOR_ACTIVATION_TOLERANCE`].
 
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
 use crate::activation::{Activation, GELU_TANH_CUBIC, GELU_TANH_SCALE, SELU_ALPHA, SELU_SCALE};
 
 /// The largest difference between a vectorized activation and its scalar formula, relative to
@@ -53,6 +56,39 @@ pub(crate) trait SimdF32: Copy {
             std::ptr::copy_nonoverlapping(lanes.as_ptr(), p, n);
         }
     }
+    /// `LANES` bf16 from `p`, widened to f32 (exactly: a bf16 is the upper half of an f32).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `LANES` bf16 (no alignment needed).
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const bf16) -> Self {
+        // SAFETY: forwarded contract.
+        unsafe { load_widened(p) }
+    }
+    /// One register of a pair of bf16 registers stored at `p`, widened to f32: the first
+    /// (`high = false`) or the second. By default the pair is two consecutive runs of `LANES`;
+    /// the AVX2 and AVX-512 types read it lane-interleaved instead (32-bit lane i holds the first
+    /// register's lane i in its low half and the second's in its high half: one load and one
+    /// integer op per register), as kernels with [`Microkernel::BF16_PAIRS`] pack it.
+    ///
+    /// [`Microkernel::BF16_PAIRS`]: crate::cpu::kernel::Microkernel::BF16_PAIRS
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `2·LANES` bf16 (no alignment needed).
+    #[inline(always)]
+    unsafe fn load_bf16_paired(p: *const bf16, high: bool) -> Self {
+        // SAFETY: forwarded contract.
+        unsafe { Self::load_bf16(p.add(if high { Self::LANES } else { 0 })) }
+    }
+    /// `LANES` f16 from `p`, widened to f32 (exactly, subnormals, ±∞ and NaN included).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `LANES` f16 (no alignment needed).
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        // SAFETY: forwarded contract.
+        unsafe { load_widened(p) }
+    }
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
@@ -78,6 +114,24 @@ pub(crate) trait SimdF32: Copy {
     fn ldexp(self, n: Self) -> Self {
         let half = n.mul(Self::splat(0.5)).round();
         self.mul(half.pow2i()).mul(n.sub(half).pow2i())
+    }
+}
+
+/// The portable widening of 16-bit floats: `S::LANES` of them converted by `half` into a
+/// stack array, then one load (kernels with conversion instructions override the callers).
+///
+/// # Safety
+/// `p` must be valid for reading `S::LANES` elements.
+#[inline(always)]
+unsafe fn load_widened<S: SimdF32, H>(p: *const H) -> S
+where
+    [H]: HalfFloatSliceExt,
+{
+    let mut lanes = [0.0f32; MAX_LANES];
+    // SAFETY: LANES ≤ MAX_LANES elements are readable at p (caller); `lanes` holds them.
+    unsafe {
+        std::slice::from_raw_parts(p, S::LANES).convert_to_f32_slice(&mut lanes[..S::LANES]);
+        S::load(lanes.as_ptr())
     }
 }
 

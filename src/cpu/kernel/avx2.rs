@@ -1,13 +1,16 @@
 //! The x86_64 AVX2+FMA microkernel: 6×16 (BLIS' Haswell shape), 12 ymm accumulators + 2 for B
 //! + 1 broadcast = 15 of the 16 registers.
 //!
-//! Every `F32x8` method executes AVX/AVX2/FMA instructions. `F32x8` values exist only inside
-//! [`Avx2Fma::run`], which is compiled with those features and reached only after the dispatcher
-//! (`cpu::dispatch`) detected them at run time: that is the safety argument of every block below.
+//! Every `F32x8` method executes AVX/AVX2/FMA instructions (F16C for f16 weights). `F32x8` values
+//! exist only inside the functions below, which are compiled with those features and reached only
+//! after the dispatcher (`cpu::dispatch`) detected them at run time: that is the safety argument
+//! of every block below.
 
 use std::arch::x86_64::*;
 
-use super::{Epilogue, Microkernel, Tile, tile};
+use half::{bf16, f16};
+
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +43,33 @@ impl SimdF32 for F32x8 {
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: 8 writable f32 at p (caller); AVX is present (module docs).
         unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const bf16) -> Self {
+        // SAFETY: 8 readable bf16 at p (caller); AVX2 is present (module docs). Zero-extend each
+        // 16-bit value to 32 bits and shift it into the upper half: the f32 with those bits.
+        Self(unsafe {
+            let h = _mm_loadu_si128(p.cast());
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+        })
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_paired(p: *const bf16, high: bool) -> Self {
+        // SAFETY: 16 readable bf16 at p (caller); AVX2 is present (module docs). The low halves
+        // shifted up are the first register, the high halves masked the second.
+        Self(unsafe {
+            let v = _mm256_loadu_si256(p.cast());
+            _mm256_castsi256_ps(if high {
+                _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF_0000_u32 as i32))
+            } else {
+                _mm256_slli_epi32::<16>(v)
+            })
+        })
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        // SAFETY: 8 readable f16 at p (caller); F16C is present (module docs).
+        Self(unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) })
     }
     binary!(add, _mm256_add_ps);
     binary!(sub, _mm256_sub_ps);
@@ -88,31 +118,31 @@ impl SimdF32 for F32x8 {
 
 pub(crate) struct Avx2Fma;
 
-/// Every tile shape, compiled with AVX2+FMA: `rows × 16`, with K-interleaved accumulator sets
-/// for thin tiles so each keeps at least 8 FMA chains in flight.
 /// Wide thin tiles: 1×64 and 2×32, 8 accumulators each.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_wide_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
-    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_wide_avx2<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
+    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
     unsafe {
         match rows {
-            1 => tile::<F32x8, 1, 8, 1, 2>(t, epi),
-            _ => tile::<F32x8, 2, 4, 1, 2>(t, epi),
+            1 => tile::<F32x8, W, 1, 8, 1, 2>(t, epi),
+            _ => tile::<F32x8, W, 2, 4, 1, 2>(t, epi),
         }
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
-    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA.
+/// Every tile shape, compiled with AVX2+FMA+F16C: `rows × 16`, with K-interleaved accumulator
+/// sets for thin tiles so each keeps at least 8 FMA chains in flight.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_avx2<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
+    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
     unsafe {
         match rows {
-            1 => tile::<F32x8, 1, 2, 4, 2>(t, epi),
-            2 => tile::<F32x8, 2, 2, 2, 2>(t, epi),
-            3 => tile::<F32x8, 3, 2, 2, 2>(t, epi),
-            4 => tile::<F32x8, 4, 2, 1, 2>(t, epi),
-            5 => tile::<F32x8, 5, 2, 1, 2>(t, epi),
-            _ => tile::<F32x8, 6, 2, 1, 2>(t, epi),
+            1 => tile::<F32x8, W, 1, 2, 4, 2>(t, epi),
+            2 => tile::<F32x8, W, 2, 2, 2, 2>(t, epi),
+            3 => tile::<F32x8, W, 3, 2, 2, 2>(t, epi),
+            4 => tile::<F32x8, W, 4, 2, 1, 2>(t, epi),
+            5 => tile::<F32x8, W, 5, 2, 1, 2>(t, epi),
+            _ => tile::<F32x8, W, 6, 2, 1, 2>(t, epi),
         }
     }
 }
@@ -120,9 +150,11 @@ unsafe fn tile_avx2(rows: usize, t: &Tile, epi: &Epilogue) {
 impl Microkernel for Avx2Fma {
     const MR: usize = 6;
     const NR: usize = 16;
+    // Two registers per panel, read as one interleaved pair (`F32x8::load_bf16_paired`).
+    const BF16_PAIRS: bool = true;
     #[inline(always)]
-    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
+    unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
         unsafe { tile_avx2(rows, t, epi) }
     }
     fn wide_panels(rows: usize) -> usize {
@@ -133,11 +165,20 @@ impl Microkernel for Avx2Fma {
         }
     }
     #[inline(always)]
-    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
-        // SAFETY: forwarded contract; the caller detected AVX2 and FMA.
+    unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
+        // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
         unsafe { tile_wide_avx2(rows, t, epi) }
     }
     const LANES: usize = F32x8::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn go<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+            // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
+            unsafe { widen::<F32x8, W, 2>(src, dst, rows) }
+        }
+        // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
+        unsafe { go(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         #[target_feature(enable = "avx2,fma")]
         fn chains(iters: usize) -> f32 {

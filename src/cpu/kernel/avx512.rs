@@ -8,7 +8,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{Epilogue, Microkernel, Tile, tile};
+use half::{bf16, f16};
+
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +60,33 @@ impl SimdF32 for F32x16 {
     unsafe fn store_first(self, p: *mut f32, n: usize) {
         // SAFETY: n writable f32 at p (caller); masked-off lanes are not accessed.
         unsafe { _mm512_mask_storeu_ps(p, first(n), self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const bf16) -> Self {
+        // SAFETY: 16 readable bf16 at p (caller); AVX-512F is present (module docs). Zero-extend
+        // each 16-bit value to 32 bits and shift it into the upper half: the f32 with those bits.
+        Self(unsafe {
+            let h = _mm256_loadu_si256(p.cast());
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        })
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_paired(p: *const bf16, high: bool) -> Self {
+        // SAFETY: 32 readable bf16 at p (caller); AVX-512F is present (module docs). The low
+        // halves shifted up are the first register, the high halves masked the second.
+        Self(unsafe {
+            let v = _mm512_loadu_si512(p.cast());
+            _mm512_castsi512_ps(if high {
+                _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF_0000_u32 as i32))
+            } else {
+                _mm512_slli_epi32::<16>(v)
+            })
+        })
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        // SAFETY: 16 readable f16 at p (caller); AVX-512F is present (module docs).
+        Self(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) })
     }
     binary!(add, _mm512_add_ps);
     binary!(sub, _mm512_sub_ps);
@@ -120,24 +149,24 @@ pub(crate) struct Avx512;
 /// Every tile shape, compiled with AVX-512F: `rows × 32`, with K-interleaved accumulator sets
 /// for thin tiles so each keeps at least 8 FMA chains in flight.
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile_avx512(rows: usize, t: &Tile, epi: &Epilogue) {
+unsafe fn tile_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
-            1 => tile::<F32x16, 1, 2, 4, 2>(t, epi),
-            2 => tile::<F32x16, 2, 2, 2, 2>(t, epi),
-            3 => tile::<F32x16, 3, 2, 2, 2>(t, epi),
-            4 => tile::<F32x16, 4, 2, 1, 2>(t, epi),
-            5 => tile::<F32x16, 5, 2, 1, 2>(t, epi),
-            6 => tile::<F32x16, 6, 2, 1, 2>(t, epi),
-            7 => tile::<F32x16, 7, 2, 1, 2>(t, epi),
-            8 => tile::<F32x16, 8, 2, 1, 2>(t, epi),
-            9 => tile::<F32x16, 9, 2, 1, 2>(t, epi),
-            10 => tile::<F32x16, 10, 2, 1, 2>(t, epi),
-            11 => tile::<F32x16, 11, 2, 1, 2>(t, epi),
-            12 => tile::<F32x16, 12, 2, 1, 2>(t, epi),
-            13 => tile::<F32x16, 13, 2, 1, 2>(t, epi),
-            _ => tile::<F32x16, 14, 2, 1, 2>(t, epi),
+            1 => tile::<F32x16, W, 1, 2, 4, 2>(t, epi),
+            2 => tile::<F32x16, W, 2, 2, 2, 2>(t, epi),
+            3 => tile::<F32x16, W, 3, 2, 2, 2>(t, epi),
+            4 => tile::<F32x16, W, 4, 2, 1, 2>(t, epi),
+            5 => tile::<F32x16, W, 5, 2, 1, 2>(t, epi),
+            6 => tile::<F32x16, W, 6, 2, 1, 2>(t, epi),
+            7 => tile::<F32x16, W, 7, 2, 1, 2>(t, epi),
+            8 => tile::<F32x16, W, 8, 2, 1, 2>(t, epi),
+            9 => tile::<F32x16, W, 9, 2, 1, 2>(t, epi),
+            10 => tile::<F32x16, W, 10, 2, 1, 2>(t, epi),
+            11 => tile::<F32x16, W, 11, 2, 1, 2>(t, epi),
+            12 => tile::<F32x16, W, 12, 2, 1, 2>(t, epi),
+            13 => tile::<F32x16, W, 13, 2, 1, 2>(t, epi),
+            _ => tile::<F32x16, W, 14, 2, 1, 2>(t, epi),
         }
     }
 }
@@ -145,25 +174,34 @@ unsafe fn tile_avx512(rows: usize, t: &Tile, epi: &Epilogue) {
 /// Wide thin tiles: 1×128 (8 accumulators) and 2..6 × 64 (8 to 24), so few rows still read B
 /// rows in long runs with 8+ FMA chains.
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile_wide_avx512(rows: usize, t: &Tile, epi: &Epilogue) {
+unsafe fn tile_wide_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
-            1 => tile::<F32x16, 1, 8, 1, 2>(t, epi),
-            2 => tile::<F32x16, 2, 4, 1, 2>(t, epi),
-            3 => tile::<F32x16, 3, 4, 1, 2>(t, epi),
-            4 => tile::<F32x16, 4, 4, 1, 2>(t, epi),
-            5 => tile::<F32x16, 5, 4, 1, 2>(t, epi),
-            _ => tile::<F32x16, 6, 4, 1, 2>(t, epi),
+            1 => tile::<F32x16, W, 1, 8, 1, 2>(t, epi),
+            2 => tile::<F32x16, W, 2, 4, 1, 2>(t, epi),
+            3 => tile::<F32x16, W, 3, 4, 1, 2>(t, epi),
+            4 => tile::<F32x16, W, 4, 4, 1, 2>(t, epi),
+            5 => tile::<F32x16, W, 5, 4, 1, 2>(t, epi),
+            _ => tile::<F32x16, W, 6, 4, 1, 2>(t, epi),
         }
     }
+}
+
+/// [`Microkernel::widen`] for panels of `PV` registers, compiled with AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn widen_avx512<W: Weight, const PV: usize>(src: *const W, dst: *mut f32, rows: usize) {
+    // SAFETY: forwarded contract; this function is compiled with AVX-512F.
+    unsafe { widen::<F32x16, W, PV>(src, dst, rows) }
 }
 
 impl Microkernel for Avx512 {
     const MR: usize = 14;
     const NR: usize = 32;
+    // Two registers per panel, read as one interleaved pair (`F32x16::load_bf16_paired`).
+    const BF16_PAIRS: bool = true;
     #[inline(always)]
-    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX-512F.
         unsafe { tile_avx512(rows, t, epi) }
     }
@@ -175,11 +213,15 @@ impl Microkernel for Avx512 {
         }
     }
     #[inline(always)]
-    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX-512F.
         unsafe { tile_wide_avx512(rows, t, epi) }
     }
     const LANES: usize = F32x16::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the caller detected AVX-512F.
+        unsafe { widen_avx512::<W, 2>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         #[target_feature(enable = "avx512f,avx2,fma")]
         fn chains(iters: usize) -> f32 {
@@ -195,26 +237,26 @@ impl Microkernel for Avx512 {
 pub(crate) struct Avx512Narrow;
 
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile_narrow(rows: usize, t: &Tile, epi: &Epilogue) {
+unsafe fn tile_narrow<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
-            1 => tile::<F32x16, 1, 1, 8, 1>(t, epi),
-            2 => tile::<F32x16, 2, 1, 4, 1>(t, epi),
-            3 => tile::<F32x16, 3, 1, 3, 1>(t, epi),
-            4 => tile::<F32x16, 4, 1, 2, 1>(t, epi),
-            5 => tile::<F32x16, 5, 1, 2, 1>(t, epi),
-            6 => tile::<F32x16, 6, 1, 2, 1>(t, epi),
-            7 => tile::<F32x16, 7, 1, 2, 1>(t, epi),
-            8 => tile::<F32x16, 8, 1, 1, 1>(t, epi),
-            9 => tile::<F32x16, 9, 1, 1, 1>(t, epi),
-            10 => tile::<F32x16, 10, 1, 1, 1>(t, epi),
-            11 => tile::<F32x16, 11, 1, 1, 1>(t, epi),
-            12 => tile::<F32x16, 12, 1, 1, 1>(t, epi),
-            13 => tile::<F32x16, 13, 1, 1, 1>(t, epi),
-            14 => tile::<F32x16, 14, 1, 1, 1>(t, epi),
-            15 => tile::<F32x16, 15, 1, 1, 1>(t, epi),
-            _ => tile::<F32x16, 16, 1, 1, 1>(t, epi),
+            1 => tile::<F32x16, W, 1, 1, 8, 1>(t, epi),
+            2 => tile::<F32x16, W, 2, 1, 4, 1>(t, epi),
+            3 => tile::<F32x16, W, 3, 1, 3, 1>(t, epi),
+            4 => tile::<F32x16, W, 4, 1, 2, 1>(t, epi),
+            5 => tile::<F32x16, W, 5, 1, 2, 1>(t, epi),
+            6 => tile::<F32x16, W, 6, 1, 2, 1>(t, epi),
+            7 => tile::<F32x16, W, 7, 1, 2, 1>(t, epi),
+            8 => tile::<F32x16, W, 8, 1, 1, 1>(t, epi),
+            9 => tile::<F32x16, W, 9, 1, 1, 1>(t, epi),
+            10 => tile::<F32x16, W, 10, 1, 1, 1>(t, epi),
+            11 => tile::<F32x16, W, 11, 1, 1, 1>(t, epi),
+            12 => tile::<F32x16, W, 12, 1, 1, 1>(t, epi),
+            13 => tile::<F32x16, W, 13, 1, 1, 1>(t, epi),
+            14 => tile::<F32x16, W, 14, 1, 1, 1>(t, epi),
+            15 => tile::<F32x16, W, 15, 1, 1, 1>(t, epi),
+            _ => tile::<F32x16, W, 16, 1, 1, 1>(t, epi),
         }
     }
 }
@@ -222,8 +264,10 @@ unsafe fn tile_narrow(rows: usize, t: &Tile, epi: &Epilogue) {
 impl Microkernel for Avx512Narrow {
     const MR: usize = 16;
     const NR: usize = 16;
+    // One register per panel: no pairs.
+    const BF16_PAIRS: bool = false;
     #[inline(always)]
-    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX-512F.
         unsafe { tile_narrow(rows, t, epi) }
     }
@@ -231,11 +275,15 @@ impl Microkernel for Avx512Narrow {
         1
     }
     #[inline(always)]
-    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: as `tile`: a wide tile here is one panel.
         unsafe { tile_narrow(rows, t, epi) }
     }
     const LANES: usize = F32x16::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the caller detected AVX-512F.
+        unsafe { widen_avx512::<W, 1>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         // SAFETY: forwarded contract.
         unsafe { Avx512::fma_chains(iters) }

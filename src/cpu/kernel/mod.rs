@@ -2,6 +2,8 @@
 //! microkernels: one trait, one generic tile body, and thin `#[target_feature]` kernels that
 //! instantiate it with their register type.
 
+use half::{bf16, f16};
+
 use crate::activation::Activation;
 use crate::cpu::simd::{SimdF32, activate, derivative};
 
@@ -37,17 +39,80 @@ pub(crate) struct Epilogue {
     pub z: ZMode,
 }
 
+/// An element type B (the weights) is stored in. The microkernel converts it to f32 as it loads
+/// B, so the same tile body serves every format and the accumulation stays in f32.
+pub(crate) trait Weight: bytemuck::Pod + Send + Sync {
+    /// Whether this is f32 itself (panels are read in place, never widened).
+    const IS_F32: bool = false;
+    /// Whether kernels with [`Microkernel::BF16_PAIRS`] store panel rows of this type
+    /// lane-interleaved in pairs of registers (see [`SimdF32::load_bf16_paired`]).
+    const PAIRED: bool = false;
+
+    /// Register `reg` (< PV) of a panel row of `PV·S::LANES` weights at `row`, as f32 lanes.
+    ///
+    /// # Safety
+    /// `row` is valid for reading `PV·S::LANES` elements; `S` is usable in the calling context.
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S;
+
+    /// The value as f32 (exact).
+    fn to_f32(self) -> f32;
+}
+
+impl Weight for f32 {
+    const IS_F32: bool = true;
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S {
+        // SAFETY: forwarded contract.
+        unsafe { S::load(row.add(reg * S::LANES)) }
+    }
+}
+
+impl Weight for bf16 {
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    // Widening one register of a plain run takes two integer ops (zero-extend, shift); one of
+    // an interleaved pair takes one (shift or mask) and half a load.
+    const PAIRED: bool = true;
+    #[inline(always)]
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S {
+        // SAFETY: forwarded contract; a pair's 2·LANES elements are inside the row when PV is
+        // even.
+        unsafe {
+            if PV.is_multiple_of(2) {
+                S::load_bf16_paired(row.add(reg / 2 * 2 * S::LANES), reg % 2 == 1)
+            } else {
+                S::load_bf16(row.add(reg * S::LANES))
+            }
+        }
+    }
+}
+
+impl Weight for f16 {
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline(always)]
+    unsafe fn load<S: SimdF32, const PV: usize>(row: *const Self, reg: usize) -> S {
+        // SAFETY: forwarded contract.
+        unsafe { S::load_f16(row.add(reg * S::LANES)) }
+    }
+}
+
 /// Operands of one tile. Element (i, p) of A is at `a + i·ars + p·acs` (packed: `ars = 1`,
-/// `acs = MR`); row p of B is the `NR` floats at `b + p·brs` (packed: `brs = NR`), and a wide
-/// tile's next `NR` columns start `bps` further; element (i, j) of C at `c + i·crs + j·ccs`,
-/// likewise of `z` when the epilogue uses it.
+/// `acs = MR`); row p of B is the `NR` weights at `b + p·brs` (packed: `brs = NR`), and a wide
+/// tile's next `NR` columns start `bps` further (both counted in elements of `W`); element
+/// (i, j) of C at `c + i·crs + j·ccs`, likewise of `z` when the epilogue uses it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Tile {
+pub(crate) struct Tile<W = f32> {
     pub kc: usize,
     pub a: *const f32,
     pub ars: usize,
     pub acs: usize,
-    pub b: *const f32,
+    pub b: *const W,
     pub brs: usize,
     pub bps: usize,
     pub c: *mut f32,
@@ -69,16 +134,20 @@ pub(crate) trait Microkernel {
     const MR: usize;
     /// Columns of every tile (loop 2 steps by it).
     const NR: usize;
+    /// Whether packed bf16 panels are stored in lane-interleaved register pairs: true exactly
+    /// for kernels whose panels are two registers wide and whose register type reads pairs so
+    /// (overrides [`SimdF32::load_bf16_paired`]).
+    const BF16_PAIRS: bool;
 
     /// Computes a tile: `acc = Σ_p A(i, p) · B(p, j)` over `kc` steps, then applies `epi` and
     /// stores the valid `m × n` corner. `rows` (1 ≤ rows ≤ MR) is the tile's row count; rows
     /// past `m` repeat row `m − 1` and are discarded.
     ///
     /// # Safety
-    /// A is readable for `min(m, rows)` rows and B for `kc` rows of `NR` floats; `epi.bias` (if
+    /// A is readable for `min(m, rows)` rows and B for `kc` rows of `NR` weights; `epi.bias` (if
     /// set) holds `NR` floats; C (and z when used) is valid for the `m × n` corner, `m ≥ 1`;
     /// the kernel's CPU features exist.
-    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue);
+    unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue);
 
     /// Panels per wide tile of `rows` rows (1 where no wide tile exists).
     fn wide_panels(rows: usize) -> usize;
@@ -88,10 +157,18 @@ pub(crate) trait Microkernel {
     ///
     /// # Safety
     /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
-    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue);
+    unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue);
 
     /// Lanes of the kernel's register type.
     const LANES: usize;
+
+    /// Widens `rows` consecutive panel rows of `NR` weights at `src` (as packed for this kernel)
+    /// to plain f32 panel rows at `dst`.
+    ///
+    /// # Safety
+    /// `src` is readable and `dst` writable for `rows · NR` elements; the kernel's CPU features
+    /// exist.
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize);
 
     /// `iters` rounds of 12 independent register FMA chains (`simd::fma_chains`), compiled
     /// with the kernel's features: the FMA peak probe.
@@ -101,7 +178,8 @@ pub(crate) trait Microkernel {
     unsafe fn fma_chains(iters: usize) -> f32;
 }
 
-/// The one microkernel body, generic over the register type: `MR` rows of `NV` registers
+/// The one microkernel body, generic over the register type and the weights' element type
+/// (converted to f32 in the B loads): `MR` rows of `NV` registers
 /// (panels of `PV` registers, `bps` apart in B), with `KP` interleaved sets of accumulators over K (consecutive steps go to different sets and
 /// the sets are summed at the end), so that thin tiles still have enough independent FMA chains
 /// to hide the FMA latency.
@@ -111,12 +189,13 @@ pub(crate) trait Microkernel {
 #[inline(always)]
 pub(crate) unsafe fn tile<
     S: SimdF32,
+    W: Weight,
     const MR: usize,
     const NV: usize,
     const KP: usize,
     const PV: usize,
 >(
-    t: &Tile,
+    t: &Tile<W>,
     epi: &Epilogue,
 ) {
     let lanes = S::LANES;
@@ -132,7 +211,7 @@ pub(crate) unsafe fn tile<
         unsafe {
             let bp = t.b.add(p * t.brs);
             let bv: [S; NV] =
-                std::array::from_fn(|v| S::load(bp.add(v / PV * t.bps + v % PV * lanes)));
+                std::array::from_fn(|v| W::load::<S, PV>(bp.add(v / PV * t.bps), v % PV));
             for (row, ar) in acc.iter_mut().zip(&arow) {
                 let ai = S::splat(*ar.add(p * t.acs));
                 for (r, &bj) in row.iter_mut().zip(&bv) {
@@ -174,6 +253,28 @@ pub(crate) unsafe fn tile<
     unsafe { store(&acc, t, epi) }
 }
 
+/// [`Microkernel::widen`] for panel rows of `PV` registers of `S`.
+///
+/// # Safety
+/// As [`Microkernel::widen`] with `NR = PV · S::LANES`, and `S` usable in the calling context.
+#[inline(always)]
+pub(crate) unsafe fn widen<S: SimdF32, W: Weight, const PV: usize>(
+    src: *const W,
+    dst: *mut f32,
+    rows: usize,
+) {
+    let nr = PV * S::LANES;
+    for r in 0..rows {
+        for reg in 0..PV {
+            // SAFETY: row r < rows of NR elements is inside src and dst (caller).
+            unsafe {
+                let v: S = W::load::<S, PV>(src.add(r * nr), reg);
+                v.store(dst.add(r * nr + reg * S::LANES));
+            }
+        }
+    }
+}
+
 /// A hint to bring the cache line at `p` into L1 for writing (no-op where not supported).
 #[inline(always)]
 fn prefetch(p: *const f32) {
@@ -192,9 +293,9 @@ fn prefetch(p: *const f32) {
 /// # Safety
 /// As [`Microkernel::tile`] for an `MR × NV·LANES` tile.
 #[inline(always)]
-unsafe fn store<S: SimdF32, const MR: usize, const NV: usize>(
+unsafe fn store<S: SimdF32, W, const MR: usize, const NV: usize>(
     acc: &[[S; NV]; MR],
-    t: &Tile,
+    t: &Tile<W>,
     epi: &Epilogue,
 ) {
     let lanes = S::LANES;

@@ -2,8 +2,11 @@
 //! accumulators. NEON is part of the aarch64 baseline, so no run-time check is needed.
 
 use std::arch::aarch64::*;
+use std::arch::asm;
 
-use super::{Epilogue, Microkernel, Tile, tile};
+use half::{bf16, f16};
+
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +39,29 @@ impl SimdF32 for F32x4 {
     unsafe fn store(self, p: *mut f32) {
         // SAFETY: 4 writable f32 at p (caller).
         unsafe { vst1q_f32(p, self.0) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const bf16) -> Self {
+        // SAFETY: 4 readable bf16 at p (caller). Widening shift by 16: each 16-bit value moves
+        // into the upper half of a 32-bit lane, the f32 with those bits.
+        Self(unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p.cast()))) })
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        // SAFETY: 4 readable f16 at p (caller). `fcvtl` (f16 → f32, exact) is baseline aarch64;
+        // it is written in assembly because `vcvt_f32_f16` needs Rust 1.94, past this crate's
+        // MSRV. It reads and writes registers only.
+        unsafe {
+            let h = vld1_u16(p.cast());
+            let r: float32x4_t;
+            asm!(
+                "fcvtl {r:v}.4s, {h:v}.4h",
+                r = lateout(vreg) r,
+                h = in(vreg) h,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+            Self(r)
+        }
     }
     binary!(add, vaddq_f32);
     binary!(sub, vsubq_f32);
@@ -83,20 +109,22 @@ pub(crate) struct Neon;
 impl Microkernel for Neon {
     const MR: usize = 8;
     const NR: usize = 12;
+    // Three registers per panel: no pairs.
+    const BF16_PAIRS: bool = false;
     /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
-    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x4, 1, 3, 4, 3>(t, epi),
-                2 => tile::<F32x4, 2, 3, 2, 3>(t, epi),
-                3 => tile::<F32x4, 3, 3, 1, 3>(t, epi),
-                4 => tile::<F32x4, 4, 3, 1, 3>(t, epi),
-                5 => tile::<F32x4, 5, 3, 1, 3>(t, epi),
-                6 => tile::<F32x4, 6, 3, 1, 3>(t, epi),
-                7 => tile::<F32x4, 7, 3, 1, 3>(t, epi),
-                _ => tile::<F32x4, 8, 3, 1, 3>(t, epi),
+                1 => tile::<F32x4, W, 1, 3, 4, 3>(t, epi),
+                2 => tile::<F32x4, W, 2, 3, 2, 3>(t, epi),
+                3 => tile::<F32x4, W, 3, 3, 1, 3>(t, epi),
+                4 => tile::<F32x4, W, 4, 3, 1, 3>(t, epi),
+                5 => tile::<F32x4, W, 5, 3, 1, 3>(t, epi),
+                6 => tile::<F32x4, W, 6, 3, 1, 3>(t, epi),
+                7 => tile::<F32x4, W, 7, 3, 1, 3>(t, epi),
+                _ => tile::<F32x4, W, 8, 3, 1, 3>(t, epi),
             }
         }
     }
@@ -108,16 +136,20 @@ impl Microkernel for Neon {
         }
     }
     #[inline]
-    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract, as above.
         unsafe {
             match rows {
-                1 => tile::<F32x4, 1, 12, 1, 3>(t, epi),
-                _ => tile::<F32x4, 2, 6, 1, 3>(t, epi),
+                1 => tile::<F32x4, W, 1, 12, 1, 3>(t, epi),
+                _ => tile::<F32x4, W, 2, 6, 1, 3>(t, epi),
             }
         }
     }
     const LANES: usize = F32x4::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
+        unsafe { widen::<F32x4, W, 3>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         fma_chains::<F32x4>(iters)
     }

@@ -5,7 +5,7 @@
 
 use wide::{CmpGt, f32x8};
 
-use super::{Epilogue, Microkernel, Tile, tile};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -89,18 +89,20 @@ pub(crate) struct Portable;
 impl Microkernel for Portable {
     const MR: usize = 6;
     const NR: usize = 8;
+    // One register per panel: no pairs.
+    const BF16_PAIRS: bool = false;
     /// Every tile shape: `rows × NR`, with K-interleaved accumulator sets for thin tiles.
     #[inline]
-    unsafe fn tile(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x8, 1, 1, 4, 1>(t, epi),
-                2 => tile::<F32x8, 2, 1, 2, 1>(t, epi),
-                3 => tile::<F32x8, 3, 1, 2, 1>(t, epi),
-                4 => tile::<F32x8, 4, 1, 1, 1>(t, epi),
-                5 => tile::<F32x8, 5, 1, 1, 1>(t, epi),
-                _ => tile::<F32x8, 6, 1, 1, 1>(t, epi),
+                1 => tile::<F32x8, W, 1, 1, 4, 1>(t, epi),
+                2 => tile::<F32x8, W, 2, 1, 2, 1>(t, epi),
+                3 => tile::<F32x8, W, 3, 1, 2, 1>(t, epi),
+                4 => tile::<F32x8, W, 4, 1, 1, 1>(t, epi),
+                5 => tile::<F32x8, W, 5, 1, 1, 1>(t, epi),
+                _ => tile::<F32x8, W, 6, 1, 1, 1>(t, epi),
             }
         }
     }
@@ -112,16 +114,20 @@ impl Microkernel for Portable {
         }
     }
     #[inline]
-    unsafe fn tile_wide(rows: usize, t: &Tile, epi: &Epilogue) {
+    unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract, as above.
         unsafe {
             match rows {
-                1 => tile::<F32x8, 1, 4, 1, 1>(t, epi),
-                _ => tile::<F32x8, 2, 2, 1, 1>(t, epi),
+                1 => tile::<F32x8, W, 1, 4, 1, 1>(t, epi),
+                _ => tile::<F32x8, W, 2, 2, 1, 1>(t, epi),
             }
         }
     }
     const LANES: usize = F32x8::LANES;
+    unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
+        // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
+        unsafe { widen::<F32x8, W, 1>(src, dst, rows) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         fma_chains::<F32x8>(iters)
     }
