@@ -2,8 +2,8 @@
 //! Dense(10, softmax) with Adam and sparse categorical cross-entropy, like the Keras and
 //! TensorFlow quickstarts (`--dropout 0.2` is TensorFlow's), on the fused CPU kernels or
 //! (`--backend gpu`) the WGSL kernels with the whole training step on the device. Prints the
-//! summary, Keras-style progress, per-epoch time and throughput, the test accuracy and a
-//! confusion matrix; saves the model, a CSV log and SVG plots (with validation curves under
+//! summary, Keras-style progress, per-epoch time and throughput, the test accuracy (also with
+//! the weights in bf16 and f16, `Sequential::pack`) and a confusion matrix; saves the model, a CSV log and SVG plots (with validation curves under
 //! `--validation-split`, which `--patience` uses for early stopping).
 //!
 //! `cargo run --release --example mnist -- --help` lists the flags.
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use densecore::cpu::Cpu;
+use densecore::cpu::{Cpu, WeightFormat};
 use densecore::data::mnist::{self, Mnist};
 use densecore::nn::callbacks::{CsvLogger, EarlyStopping};
 use densecore::nn::{
@@ -176,6 +176,21 @@ fn train<B: Backend>(
 
     let predictions = model.predict(&data.test_images, 256)?.argmax_rows();
     let labels: Vec<usize> = data.test_labels.iter().map(|&l| usize::from(l)).collect();
+    // Inference with the trained weights stored in 16 bits (on the CPU kernels).
+    let cpu = Cpu::from_env()?;
+    for format in [WeightFormat::Bf16, WeightFormat::F16] {
+        let packed = model.pack(&cpu, format)?.predict(&data.test_images, 256)?;
+        let correct = packed
+            .argmax_rows()
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        println!(
+            "test accuracy with {format} weights: {:.4}",
+            correct as f64 / labels.len() as f64
+        );
+    }
     let confusion = confusion_matrix(&labels, &predictions, 10)?;
     println!("confusion matrix (rows: true digit, columns: predicted):");
     println!(

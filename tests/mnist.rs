@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use densecore::Error;
-use densecore::cpu::Cpu;
+use densecore::cpu::{Cpu, WeightFormat};
 use densecore::data::mnist::{self, FILES, Mnist};
 use densecore::nn::{Dense, FitOptions, Flatten, Metric, Sequential, Verbose};
 
@@ -134,4 +134,25 @@ fn short_training_on_a_subset_reaches_the_stated_accuracy() {
         accuracy >= SUBSET_ACCURACY,
         "test accuracy {accuracy} < {SUBSET_ACCURACY}"
     );
+    // Inference with the weights in 16 bits loses at most 0.002 of test accuracy (issue 15).
+    let cpu = Cpu::from_env().unwrap();
+    for format in [WeightFormat::Bf16, WeightFormat::F16] {
+        let predicted = model
+            .pack(&cpu, format)
+            .unwrap()
+            .predict(&data.test_images, 500)
+            .unwrap()
+            .argmax_rows();
+        let correct = predicted
+            .iter()
+            .zip(&data.test_labels)
+            .filter(|&(&p, &l)| p == usize::from(l))
+            .count();
+        let packed = correct as f64 / data.test_labels.len() as f64;
+        println!("{format} weights: test accuracy {packed:.4}");
+        assert!(
+            (packed - accuracy).abs() <= 0.002,
+            "{format}: {packed} vs f32 {accuracy}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use half::{bf16, f16};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::tensor::Tensor;
@@ -79,7 +80,7 @@ pub fn save_with_metadata(
     write_atomic(path, &data)
 }
 
-/// Loads every tensor of a safetensors file; all must be f32.
+/// Loads every tensor of a safetensors file as f32 (see [`parse`]).
 pub fn load(path: &Path) -> Result<HashMap<String, Tensor>> {
     load_with_metadata(path).map(|(tensors, _)| tensors)
 }
@@ -95,25 +96,36 @@ pub fn load_with_metadata(
     Ok((parse(&bytes, path)?, metadata))
 }
 
-/// Every tensor of the bytes of a safetensors file (as [`load`] reads them); all must be f32.
-/// `path` only names the file in errors.
+/// Every tensor of the bytes of a safetensors file (as [`load`] reads them), as f32: F32
+/// tensors as they are, F16 and BF16 ones (checkpoints ship so) widened exactly. Other types
+/// are an [`Error::InvalidFile`]. `path` only names the file in errors.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::invalid_file(path, format!("not a safetensors file: {e}")))?;
     st.tensors()
         .into_iter()
         .map(|(name, view)| {
-            if view.dtype() != Dtype::F32 {
-                return Err(Error::invalid_file(
-                    path,
-                    format!("tensor {name:?} is {:?}, expected F32", view.dtype()),
-                ));
-            }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let raw = view.data();
+            let data: Vec<f32> = match view.dtype() {
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => raw
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => raw
+                    .chunks_exact(2)
+                    .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                other => {
+                    return Err(Error::invalid_file(
+                        path,
+                        format!("tensor {name:?} is {other:?}, expected F32, F16 or BF16"),
+                    ));
+                }
+            };
             Ok((name, Tensor::new(view.shape(), data)?))
         })
         .collect()

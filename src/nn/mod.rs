@@ -47,7 +47,7 @@ pub use initializer::Initializer;
 pub use layers::{Dense, Dropout, Flatten, LayerConfig};
 pub use loss::{BatchStats, Loss};
 pub use metrics::{Metric, confusion_matrix};
-pub use model::{Evaluation, FitOptions, History, Sequential};
+pub use model::{Evaluation, FitOptions, History, PackedModel, Sequential};
 pub use optimizer::{Adam, Optimizer, RmsProp, Sgd};
 pub use progress::Verbose;
 pub use regularizer::Regularizer;

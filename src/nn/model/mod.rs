@@ -2,15 +2,18 @@
 //!
 //! The model's structure lives here; [`summary`](Sequential::summary) in `summary.rs`, the
 //! forward and backward passes over a preallocated workspace in `passes.rs`, the training
-//! loops in `train.rs`, evaluation and inference in `infer.rs`, files in `persist.rs`.
+//! loops in `train.rs`, evaluation and inference in `infer.rs`, inference with bf16/f16 weights
+//! in `packed.rs`, files in `persist.rs`.
 
 mod infer;
+mod packed;
 mod passes;
 mod persist;
 mod summary;
 mod train;
 
 pub use infer::Evaluation;
+pub use packed::PackedModel;
 pub use train::{FitOptions, History};
 
 use passes::Workspace;
