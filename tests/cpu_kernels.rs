@@ -2,7 +2,7 @@
 //! and block sizes, random strides (transposed, padded, non-contiguous), every activation, with
 //! and without bias, alpha/beta accumulation; outputs pre-filled with NaN.
 
-use densecore::cpu::{Cpu, Kernel, VECTOR_ACTIVATION_TOLERANCE};
+use densecore::cpu::{Cpu, Kernel, VECTOR_ACTIVATION_TOLERANCE, WeightFormat};
 use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
@@ -455,49 +455,72 @@ fn packed_weights_check_their_use() {
     let x = [1.0f32; 8];
     let mut y = [0.0f32; 8];
     let cpu = Cpu::default().with_kernel(Kernel::Portable).unwrap();
-    let packed = cpu.pack_weights(MatRef::row_major(&w, 3, 4)).unwrap();
-    // x has 4 columns, the packed weights 3 rows.
-    let err = cpu.dense_packed(
-        MatRef::row_major(&x, 2, 4),
-        &packed,
-        None,
-        Activation::Relu,
-        MatMut::row_major(&mut y, 2, 4),
-    );
-    assert!(
-        matches!(
-            err,
-            Err(Error::Shape {
-                operand: "x",
-                expected_cols: 3,
-                ..
-            })
-        ),
-        "{err:?}"
-    );
-    let ok = cpu.dense_packed(
-        MatRef::row_major(&x[..6], 2, 3),
-        &packed,
-        None,
-        Activation::Relu,
-        MatMut::row_major(&mut y, 2, 4),
-    );
-    assert_eq!(ok, Ok(()));
-    assert_eq!(y, [3.0; 8]);
-    // Packed for one kernel, used with another.
-    if let Some(other) = Kernel::available()
-        .into_iter()
-        .find(|&k| k != Kernel::Portable)
-    {
-        let cpu = Cpu::default().with_kernel(other).unwrap();
-        let err = cpu.dense_packed(
-            MatRef::row_major(&x[..6], 2, 3),
-            &packed,
-            None,
-            Activation::Relu,
-            MatMut::row_major(&mut y, 2, 4),
+    for format in WeightFormat::ALL {
+        let packed = cpu
+            .pack_weights_as(MatRef::row_major(&w, 3, 4), format)
+            .unwrap();
+        assert_eq!(
+            (packed.format(), packed.shape(), packed.kernel()),
+            (format, (3, 4), Kernel::Portable)
         );
-        assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
+        let mut run = |x: MatRef<'_>, bias: Option<&[f32]>, cols: usize| {
+            cpu.dense_packed(
+                x,
+                &packed,
+                bias,
+                Activation::Relu,
+                MatMut::row_major(&mut y, 2, cols),
+            )
+        };
+        // x has 4 columns, the packed weights 3 rows.
+        let err = run(MatRef::row_major(&x, 2, 4), None, 4);
+        assert!(
+            matches!(
+                err,
+                Err(Error::Shape {
+                    operand: "x",
+                    expected_cols: 3,
+                    ..
+                })
+            ),
+            "{format}: {err:?}"
+        );
+        // Bias of the wrong length; y of the wrong shape.
+        let x = MatRef::row_major(&x[..6], 2, 3);
+        let err = run(x, Some(&[0.0; 3]), 4);
+        assert!(
+            matches!(
+                err,
+                Err(Error::Length {
+                    operand: "bias",
+                    ..
+                })
+            ),
+            "{format}: {err:?}"
+        );
+        let err = run(x, None, 3);
+        assert!(
+            matches!(err, Err(Error::Shape { operand: "y", .. })),
+            "{format}: {err:?}"
+        );
+        // The right shapes work: each output sums three ones.
+        assert_eq!(run(x, None, 4), Ok(()));
+        assert_eq!(y, [3.0; 8]);
+        // Packed for one kernel, used with another.
+        if let Some(other) = Kernel::available()
+            .into_iter()
+            .find(|&k| k != Kernel::Portable)
+        {
+            let cpu = Cpu::default().with_kernel(other).unwrap();
+            let err = cpu.dense_packed(
+                x,
+                &packed,
+                None,
+                Activation::Relu,
+                MatMut::row_major(&mut y, 2, 4),
+            );
+            assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
+        }
     }
 }
 

@@ -377,84 +377,11 @@ fn bad_inputs_are_errors() {
         Err(Error::BufferTooShort { operand: "w", .. })
     ));
 
+    // Using packed weights (shapes, bias, kernel) is checked for every format in
+    // tests/cpu_kernels.rs (`packed_weights_check_their_use`).
     let packed = cpu.pack_weights_bf16(&b, 3, 4, 4, 1).unwrap();
     assert_eq!(
         (packed.format(), packed.shape(), packed.kernel()),
         (WeightFormat::Bf16, (3, 4), Kernel::Portable)
     );
-    let x = [1.0f32; 8];
-    let mut y = [0.0f32; 8];
-    // x has 4 columns, the packed weights 3 rows.
-    let err = cpu.dense_packed(
-        MatRef::row_major(&x, 2, 4),
-        &packed,
-        None,
-        Activation::Relu,
-        MatMut::row_major(&mut y, 2, 4),
-    );
-    assert!(
-        matches!(
-            err,
-            Err(Error::Shape {
-                operand: "x",
-                expected_cols: 3,
-                ..
-            })
-        ),
-        "{err:?}"
-    );
-    // Bias of the wrong length; y of the wrong shape.
-    let err = cpu.dense_packed(
-        MatRef::row_major(&x[..6], 2, 3),
-        &packed,
-        Some(&[0.0; 3]),
-        Activation::Relu,
-        MatMut::row_major(&mut y, 2, 4),
-    );
-    assert!(
-        matches!(
-            err,
-            Err(Error::Length {
-                operand: "bias",
-                ..
-            })
-        ),
-        "{err:?}"
-    );
-    let err = cpu.dense_packed(
-        MatRef::row_major(&x[..6], 2, 3),
-        &packed,
-        None,
-        Activation::Relu,
-        MatMut::row_major(&mut y, 2, 3),
-    );
-    assert!(
-        matches!(err, Err(Error::Shape { operand: "y", .. })),
-        "{err:?}"
-    );
-    // The right shapes work: each output sums three ones.
-    cpu.dense_packed(
-        MatRef::row_major(&x[..6], 2, 3),
-        &packed,
-        None,
-        Activation::Relu,
-        MatMut::row_major(&mut y, 2, 4),
-    )
-    .unwrap();
-    assert_eq!(y, [3.0; 8]);
-    // Packed for one kernel, used with another.
-    if let Some(other) = Kernel::available()
-        .into_iter()
-        .find(|&k| k != Kernel::Portable)
-    {
-        let other = Cpu::default().with_kernel(other).unwrap();
-        let err = other.dense_packed(
-            MatRef::row_major(&x[..6], 2, 3),
-            &packed,
-            None,
-            Activation::Relu,
-            MatMut::row_major(&mut y, 2, 4),
-        );
-        assert!(matches!(err, Err(Error::InvalidArgument(_))), "{err:?}");
-    }
 }
