@@ -545,8 +545,11 @@ fn nan_propagates_through_relu() {
                 "{:?} {act}: {y:?}",
                 cpu.kernel()
             );
+            // relu(5) = relu6(5) = 5, written out: valgrind flags the optimizer's speculative
+            // reads of `Activation`'s parameter bytes, which a unit variant leaves unset, in
+            // an inlined `act.apply(5.0)`.
             assert!(
-                y[20..].iter().all(|&v| v == act.apply(5.0f32)),
+                y[20..].iter().all(|&v| v == 5.0),
                 "{:?} {act}",
                 cpu.kernel()
             );
