@@ -74,6 +74,20 @@ impl Labels<'_> {
         }
     }
 
+    /// The labels of samples `samples` (in that order, `per_sample` each) as f32, into `out`
+    /// (cleared).
+    pub(crate) fn gather(
+        &self,
+        samples: impl IntoIterator<Item = usize>,
+        per_sample: usize,
+        out: &mut Vec<f32>,
+    ) {
+        out.clear();
+        for s in samples {
+            self.extend_f32(s * per_sample..(s + 1) * per_sample, out);
+        }
+    }
+
     /// Appends labels `range` as f32 (exact: checked labels are below the class count).
     fn extend_f32(&self, range: Range<usize>, out: &mut Vec<f32>) {
         out.extend(range.map(|i| self.get(i) as f32));
@@ -89,25 +103,6 @@ impl<'a> Targets<'a> {
                 Targets::Labels(l.slice(range.start * per_sample..range.end * per_sample))
             }
         })
-    }
-
-    /// The targets of samples `samples` (in that order) as f32 rows, into `out` (cleared).
-    pub(crate) fn gather(
-        &self,
-        samples: impl IntoIterator<Item = usize>,
-        per_sample: usize,
-        out: &mut Vec<f32>,
-    ) {
-        out.clear();
-        for s in samples {
-            match self {
-                Targets::Values(v) => {
-                    let e = v.entry_len();
-                    out.extend_from_slice(&v.data()[s * e..(s + 1) * e]);
-                }
-                Targets::Labels(l) => l.extend_f32(s * per_sample..(s + 1) * per_sample, out),
-            }
-        }
     }
 
     /// Every target as f32: borrowed for float targets, converted for labels.

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::{Layer, Sequential, check_inner};
+use super::{Sequential, check_inner};
 use crate::activation::Activation;
 use crate::alloc;
 use crate::cpu::{Cpu, PackedWeights, WeightFormat};
@@ -40,12 +40,7 @@ impl<B: Backend> Sequential<B> {
     pub fn pack(&self, cpu: &Cpu, format: WeightFormat) -> Result<PackedModel> {
         self.last_dense()?;
         let layers = self
-            .layers
-            .iter()
-            .filter_map(|l| match l {
-                Layer::Dense(d) => Some(d),
-                _ => None,
-            })
+            .dense_layers()
             .map(|d| {
                 let kernel = d.kernel.get(&self.backend)?;
                 let w = MatRef::row_major(kernel.data(), d.in_dim(), d.units());

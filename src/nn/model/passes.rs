@@ -396,7 +396,7 @@ impl<B: Backend> Sequential<B> {
         self.backend.write(&mut ws.x, x.data())?;
         match y {
             Some(Targets::Values(y)) => self.backend.write(&mut ws.targets, y.data())?,
-            Some(labels) => {
+            Some(Targets::Labels(labels)) => {
                 labels.gather(0..x.len(), per_sample, &mut ws.staging);
                 self.backend.write(&mut ws.targets, &ws.staging)?;
             }

@@ -398,7 +398,7 @@ impl<B: Backend> Sequential<B> {
                         b.write_rows(&mut ws.x, train_x.data(), x_len, idx, &mut ws.staging)?;
                         b.write_rows(&mut ws.targets, ty.data(), y_len, idx, &mut ws.staging)?;
                     }
-                    (None, labels) => {
+                    (None, Targets::Labels(labels)) => {
                         b.write_rows(&mut ws.x, train_x.data(), x_len, idx, &mut ws.staging)?;
                         labels.gather(idx.iter().copied(), per_sample, &mut ws.staging);
                         b.write(&mut ws.targets, &ws.staging)?;
