@@ -405,8 +405,9 @@ fn bench_kernels(c: &mut Criterion) {
 }
 
 /// The weight formats side by side: the fused relu layer with weights packed as f32, bf16 and
-/// f16 (widened in the microkernel's B loads), on the shapes issue 15 sets targets for. Bytes of
-/// weights read per call are k·n·(4 or 2).
+/// f16 (widened in the microkernel's B loads), and where the CPU has them bf16 on dot-product
+/// instructions ("bf16 dot"), on the shapes issue 15 sets targets for. Bytes of weights read per
+/// call are k·n·(4 or 2).
 fn bench_weight_formats(c: &mut Criterion, threads: usize) {
     let cpu = densecore_cpu(threads);
     let shapes = [
@@ -421,14 +422,23 @@ fn bench_weight_formats(c: &mut Criterion, threads: usize) {
         let shape = Shape { m, k, n };
         configure(&mut group, shape);
         let mut ops = Operands::new(shape);
-        for format in WeightFormat::ALL {
+        let widening = cpu.clone().with_bf16_dot(false);
+        let mut variants: Vec<_> = WeightFormat::ALL
+            .into_iter()
+            .map(|f| (&widening, f, f.to_string()))
+            .collect();
+        let dot = cpu.clone().with_bf16_dot(true);
+        if dot.bf16_dot() {
+            variants.push((&dot, WeightFormat::Bf16, "bf16 dot".into()));
+        }
+        for (cpu, format, label) in variants {
             let packed = cpu
                 .pack_weights_as(MatRef::row_major(&ops.w, k, n), format)
                 .expect("valid weights");
-            let name = format!("densecore packed {format} relu");
+            let name = format!("densecore packed {label} relu");
             group.bench_function(BenchmarkId::new(name, format!("{m}x{k}x{n}")), |b| {
                 b.iter(|| {
-                    ops.dense_packed(&cpu, &packed, Activation::Relu);
+                    ops.dense_packed(cpu, &packed, Activation::Relu);
                     black_box(&mut ops.y);
                 })
             });

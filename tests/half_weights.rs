@@ -70,15 +70,53 @@ fn dim_n() -> impl Strategy<Value = usize> {
     prop::sample::select(vec![0, 1, 3, 8, 10, 12, 16, 17, 31, 33, 64, 130])
 }
 
+/// Every kernel; the one that can use bf16 dot-product instructions (where the CPU has them)
+/// both with and without them, whichever its default is here.
+fn configs() -> Vec<Cpu> {
+    kernels()
+        .into_iter()
+        .flat_map(|c| {
+            let dot = c.clone().with_bf16_dot(true);
+            if dot.bf16_dot() {
+                vec![dot, c.with_bf16_dot(false)]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// A configuration's name in messages.
+fn name(cpu: &Cpu) -> String {
+    let dot = if cpu.bf16_dot() { " (bf16 dot)" } else { "" };
+    format!("{}{dot}", cpu.kernel())
+}
+
 #[test]
 fn every_kernel_the_cpu_has_is_tested() {
-    let tested: Vec<_> = kernels().iter().map(|c| c.kernel().name()).collect();
+    let tested: Vec<_> = configs().iter().map(name).collect();
     eprintln!(
         "CPU kernels tested with bf16/f16 weights: {}",
         tested.join(", ")
     );
-    assert_eq!(tested.len(), Kernel::available().len());
-    assert!(tested.contains(&"portable"));
+    assert_eq!(kernels().len(), Kernel::available().len());
+    assert!(tested.iter().any(|t| t == "portable"));
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        tested.iter().any(|t| t.ends_with("(bf16 dot)")),
+        is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512f"),
+        "the bf16 dot-product path runs exactly where the CPU has AVX-512 BF16"
+    );
+}
+
+/// What a weight (or x) of `v` contributes on `cpu`: dot-product instructions count subnormals
+/// as zero.
+fn as_used(cpu: &Cpu, format: WeightFormat, v: f32) -> f32 {
+    if format == WeightFormat::Bf16 && cpu.bf16_dot() && v.is_subnormal() {
+        0.0
+    } else {
+        v
+    }
 }
 
 proptest! {
@@ -97,19 +135,24 @@ proptest! {
         let x = Stored::new(m, k, lx, uniform(seed));
         let w = Stored::new(k, n, lw, uniform(seed ^ 1));
         let w_rounded = Stored::new(k, n, Layout::RowMajor, |p, j| rounded(format, w.at(p, j)));
+        // The bf16 dot-product path multiplies by x rounded to bf16 too.
+        let x_rounded = Stored::new(m, k, Layout::RowMajor, |i, p| rounded(format, x.at(i, p)));
         let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
         let bias = with_bias.then_some(bias.as_slice());
-        let layer = |w: &Stored, act: Activation| {
+        let layer = |x: &Stored, w: &Stored, act: Activation| {
             let mut out = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
             reference::dense(x.view(), w.view(), bias, act, out.view_mut()).unwrap();
             out
         };
-        let (want_r, z_r) = (layer(&w_rounded, act), layer(&w_rounded, Activation::Linear));
-        let (want, z) = (layer(&w, act), layer(&w, Activation::Linear));
+        let rounded_layers = |x: &Stored| (layer(x, &w_rounded, act), layer(x, &w_rounded, Activation::Linear));
+        let (exact_x, rounded_x) = (rounded_layers(&x), rounded_layers(&x_rounded));
+        let (want, z) = (layer(&x, &w, act), layer(&x, &w, Activation::Linear));
         let (rel, abs) = rounding_bound(format);
         let eps = f32::EPSILON as f64;
 
-        for cpu in kernels() {
+        for cpu in configs() {
+            let dot = format == WeightFormat::Bf16 && cpu.bf16_dot();
+            let (want_r, z_r) = if dot { &rounded_x } else { &exact_x };
             let packed = pack(&cpu, &w, format, from_half).unwrap();
             prop_assert_eq!(packed.format(), format);
             prop_assert_eq!(packed.shape(), (k, n));
@@ -133,15 +176,15 @@ proptest! {
                     let tol = tolerance_from(act, sum_err(&w_rounded, j), pre, exp, slack_r, VECTOR_ACTIVATION_TOLERANCE);
                     prop_assert!(
                         (got - exp).abs() <= tol || got == exp || jumps_near(act, pre, 2.0 * sum_err(&w_rounded, j)),
-                        "{:?} {format} {act} m={m} k={k} n={n} ({i},{j}): got {got}, rounded weights give {exp}, tol {tol}",
-                        cpu.kernel()
+                        "{} {format} {act} m={m} k={k} n={n} ({i},{j}): got {got}, rounded weights give {exp}, tol {tol}",
+                        name(&cpu)
                     );
                     let (exp, pre) = (want.at(i, j) as f64, z.at(i, j) as f64);
                     let tol = tolerance_from(act, layer_err(j), pre, exp, slack, VECTOR_ACTIVATION_TOLERANCE);
                     prop_assert!(
                         (got - exp).abs() <= tol || got == exp || jumps_near(act, pre, 2.0 * layer_err(j)),
-                        "{:?} {format} {act} m={m} k={k} n={n} ({i},{j}): got {got}, f32 weights give {exp}, tol {tol}",
-                        cpu.kernel()
+                        "{} {format} {act} m={m} k={k} n={n} ({i},{j}): got {got}, f32 weights give {exp}, tol {tol}",
+                        name(&cpu)
                     );
                 }
             }
@@ -165,7 +208,7 @@ proptest! {
         let x = Stored::new(m, k, Layout::RowMajor, uniform(seed));
         let w = Stored::new(k, n, Layout::RowMajor, uniform(seed ^ 1));
         let bias: Vec<f32> = (0..n).map(|j| uniform(seed ^ 2)(0, j)).collect();
-        for cpu in kernels() {
+        for cpu in configs() {
             let packed = cpu.pack_weights_as(w.view(), format).unwrap();
             let mut outs = vec![];
             for threads in [1, 2, 3] {
@@ -238,7 +281,7 @@ fn packing_rounds_to_nearest_even() {
         (f32::NAN, f32::NAN),
         (f32::NEG_INFINITY, f32::NEG_INFINITY),
     ];
-    for cpu in kernels() {
+    for cpu in configs() {
         for (format, cases) in [
             (WeightFormat::Bf16, &bf16_cases[..]),
             (WeightFormat::F16, &f16_cases[..]),
@@ -249,10 +292,11 @@ fn packing_rounds_to_nearest_even() {
                 .unwrap();
             let got = widened(&cpu, &packed);
             for (&(v, want), got) in cases.iter().zip(got) {
+                let want = as_used(&cpu, format, want);
                 assert!(
                     same(got, want),
-                    "{:?} {format}: {v:e} became {got:e}, want {want:e}",
-                    cpu.kernel()
+                    "{} {format}: {v:e} became {got:e}, want {want:e}",
+                    name(&cpu)
                 );
             }
         }
@@ -287,18 +331,15 @@ fn kernels_widen_16_bit_weights_exactly() {
     ];
     // 20 columns, so wide and masked tiles both see the values.
     let repeat = |n: usize| (0..20).map(move |j| j % n);
-    for cpu in kernels() {
+    for cpu in configs() {
         let bf: Vec<bf16> = repeat(bf16_cases.len())
             .map(|i| bf16::from_bits(bf16_cases[i].0))
             .collect();
         let got = widened(&cpu, &cpu.pack_weights_bf16(&bf, 1, 20, 20, 1).unwrap());
         for (i, got) in repeat(bf16_cases.len()).zip(got) {
             let (bits, want) = bf16_cases[i];
-            assert!(
-                same(got, want),
-                "{:?} bf16 {bits:#06x}: {got:e}",
-                cpu.kernel()
-            );
+            let want = as_used(&cpu, WeightFormat::Bf16, want);
+            assert!(same(got, want), "{} bf16 {bits:#06x}: {got:e}", name(&cpu));
         }
         let h: Vec<f16> = repeat(f16_cases.len())
             .map(|i| f16::from_bits(f16_cases[i].0))
@@ -320,7 +361,7 @@ fn kernels_widen_16_bit_weights_exactly() {
 fn transposed_16_bit_weights_known_answer() {
     // W (k = 2, n = 3) = [[1, 2, 3], [4, 5, 6]], stored as Wᵀ row-major.
     let wt: Vec<bf16> = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0].map(bf16::from_f32).to_vec();
-    for cpu in kernels() {
+    for cpu in configs() {
         let packed = cpu.pack_weights_bf16(&wt, 2, 3, 1, 2).unwrap();
         let mut y = [f32::NAN; 3];
         cpu.dense_packed(
@@ -331,7 +372,7 @@ fn transposed_16_bit_weights_known_answer() {
             MatMut::row_major(&mut y, 1, 3),
         )
         .unwrap();
-        assert_eq!(y, [0.0, 0.0, 0.0], "{:?}", cpu.kernel());
+        assert_eq!(y, [0.0, 0.0, 0.0], "{}", name(&cpu));
         cpu.dense_packed(
             MatRef::row_major(&[2.0, 1.0], 1, 2),
             &packed,
@@ -340,7 +381,7 @@ fn transposed_16_bit_weights_known_answer() {
             MatMut::row_major(&mut y, 1, 3),
         )
         .unwrap();
-        assert_eq!(y, [6.5, 9.0, 12.0], "{:?}", cpu.kernel());
+        assert_eq!(y, [6.5, 9.0, 12.0], "{}", name(&cpu));
     }
 }
 

@@ -151,19 +151,23 @@ pub(crate) fn even_kc(k: usize, kc: usize) -> usize {
 /// 64-byte aligned storage, so packed panels start on cache lines.
 #[derive(Clone, Copy, Pod, Zeroable)]
 #[repr(C, align(64))]
-struct CacheLine([f32; 16]);
+pub(super) struct CacheLine([f32; 16]);
 
 /// Per-thread packing buffers, grown on demand and reused, so steady-state calls do not allocate.
 #[derive(Default)]
-struct Workspace {
-    a: Vec<CacheLine>,
-    b: Vec<CacheLine>,
-    bias: Vec<CacheLine>,
-    row: Vec<f32>,
+pub(super) struct Workspace {
+    /// Packed A blocks (rounded A rows on the bf16 dot-product path).
+    pub a: Vec<CacheLine>,
+    /// Packed (or widened) B blocks.
+    pub b: Vec<CacheLine>,
+    /// The bias of a column block, zero-padded.
+    pub bias: Vec<CacheLine>,
+    /// One row for row-wise activations of strided C.
+    pub row: Vec<f32>,
 }
 
 /// The first `len` elements of `buf` seen as `T` (f32 or a 16-bit float), grown to hold them.
-fn grown<T: Pod>(buf: &mut Vec<CacheLine>, len: usize) -> &mut [T] {
+pub(super) fn grown<T: Pod>(buf: &mut Vec<CacheLine>, len: usize) -> &mut [T] {
     let lines = (len * std::mem::size_of::<T>()).div_ceil(std::mem::size_of::<CacheLine>());
     if buf.len() < lines {
         buf.resize(lines, CacheLine::zeroed());
@@ -172,7 +176,7 @@ fn grown<T: Pod>(buf: &mut Vec<CacheLine>, len: usize) -> &mut [T] {
 }
 
 /// The bias for columns `j0..j0+cols`, zero-padded to `padded` values.
-fn bias_panel(
+pub(super) fn bias_panel(
     buf: &mut Vec<CacheLine>,
     bias: Option<&[f32]>,
     j0: usize,
@@ -212,6 +216,26 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
 ) {
     // Raw rows of paired types would not be in the interleaved order the kernel reads.
     debug_assert!(p.packed.is_some() || !W::PAIRED);
+    // SAFETY: the caller's contract.
+    unsafe {
+        in_parts::<K, W>(p, path, pool, |q, ws| match path {
+            Path::Thin => thin::<K, W>(q, ws),
+            Path::Blocked { pack_a, kc } => blocked::<K, W>(q, pack_a, kc, blk, ws),
+        })
+    }
+}
+
+/// Runs `part` on the blocks of `p`'s output that [`Split`] gives up to `threads` threads of
+/// `pool` (tiles of `K`, for a problem computed on `path`), each with its thread's workspace.
+///
+/// # Safety
+/// `part` is safe to call on any part of `p` when it is on `p` (the contract of [`gemm`]).
+pub(super) unsafe fn in_parts<K: Microkernel, W: Weight>(
+    p: &Problem<'_, W>,
+    path: Path,
+    pool: Option<&rayon::ThreadPool>,
+    part: impl Fn(&Problem<'_, W>, &mut Workspace) + Sync,
+) {
     if p.m == 0 || p.n == 0 {
         return;
     }
@@ -219,17 +243,17 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
     let threads = pool.map_or(1, |pl| pl.current_num_threads());
     let threads = threads.min(flops / MIN_FLOPS_PER_THREAD).max(1);
     let split = Split::new::<K, W>(p, path, threads);
+    let run = |q: &Problem<'_, W>| WORKSPACE.with_borrow_mut(|ws| part(q, ws));
     match pool {
         // `install` + a parallel range runs on the pool through `join`, with no allocation.
         Some(pool) if split.parts > 1 => pool.install(|| {
             use rayon::prelude::*;
-            (0..split.parts).into_par_iter().for_each(|t| {
-                // SAFETY: parts write disjoint blocks of C and z (Split); the rest is the caller's.
-                unsafe { run::<K, W>(&split.part(p, t), path, blk) }
-            })
+            // Parts write disjoint blocks of C and z (Split).
+            (0..split.parts)
+                .into_par_iter()
+                .for_each(|t| run(&split.part(p, t)))
         }),
-        // SAFETY: the caller's contract.
-        _ => unsafe { run::<K, W>(p, path, blk) },
+        _ => run(p),
     }
 }
 
@@ -296,21 +320,13 @@ impl Split {
     }
 }
 
-/// One thread's share.
-///
-/// # Safety
-/// As [`gemm`], for this part.
-unsafe fn run<K: Microkernel, W: Weight>(p: &Problem<'_, W>, path: Path, blk: Blocking) {
-    WORKSPACE.with_borrow_mut(|ws| match path {
-        // SAFETY: forwarded contract.
-        Path::Thin => unsafe { thin::<K, W>(p, ws) },
-        // SAFETY: forwarded contract.
-        Path::Blocked { pack_a, kc } => unsafe { blocked::<K, W>(p, pack_a, kc, blk, ws) },
-    })
-}
-
 /// The epilogue of the last K block (bias, activation, z), or of an earlier one (none).
-fn epilogue<W>(p: &Problem<'_, W>, first: bool, last: bool, bias: Option<*const f32>) -> Epilogue {
+pub(super) fn epilogue<W>(
+    p: &Problem<'_, W>,
+    first: bool,
+    last: bool,
+    bias: Option<*const f32>,
+) -> Epilogue {
     Epilogue {
         alpha: p.alpha,
         beta: if first { p.beta } else { 1.0 },
@@ -326,7 +342,7 @@ fn epilogue<W>(p: &Problem<'_, W>, first: bool, last: bool, bias: Option<*const 
 
 /// The tile of C (and z) whose top-left element is (i, j).
 /// B is the caller's to set.
-fn tile_at<W, V>(p: &Problem<'_, W>, i: usize, j: usize) -> Tile<V> {
+pub(super) fn tile_at<W, V>(p: &Problem<'_, W>, i: usize, j: usize) -> Tile<V> {
     Tile {
         kc: 0,
         a: p.a.ptr,
@@ -529,7 +545,12 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
 ///
 /// # Safety
 /// Those rows of `p.c` are valid for `p.n` columns.
-unsafe fn finish_rows<W>(p: &Problem<'_, W>, i0: usize, rows: usize, tmp: &mut Vec<f32>) {
+pub(super) unsafe fn finish_rows<W>(
+    p: &Problem<'_, W>,
+    i0: usize,
+    rows: usize,
+    tmp: &mut Vec<f32>,
+) {
     if !p.act.is_row_wise() {
         return;
     }

@@ -4,6 +4,8 @@
 //! one, configured from the environment (`DENSECORE_KERNEL`, `DENSECORE_THREADS`).
 
 mod cache;
+#[cfg(target_arch = "x86_64")]
+mod dot;
 mod driver;
 pub(crate) mod kernel;
 #[cfg(feature = "nn")]
@@ -24,11 +26,13 @@ use crate::error::{Error, Result};
 use crate::matrix::{self, MatMut, MatRef};
 use crate::validate;
 use driver::{Path, Prepacked, Problem};
+#[cfg(target_arch = "x86_64")]
+use kernel::avx512_bf16::{MR as MR_DOT, NR as NR_DOT};
 use kernel::{Microkernel, Weight, ZMode};
 use pack::Block;
 
 pub use cache::CacheSizes;
-pub use peak::fma_peak_gflops;
+pub use peak::{bf16_dot_peak_gflops, fma_peak_gflops};
 
 /// Runs `$body` with the type `$K` bound to the microkernel of `$kernel` for outputs `$n`
 /// columns wide (AVX-512 runs outputs of at most 16 columns on one register per row).
@@ -162,6 +166,8 @@ impl FromStr for Kernel {
 pub struct Cpu {
     kernel: Kernel,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// Forced on or off; `None` leaves it to `peak::bf16_dot_pays_off`.
+    bf16_dot: Option<bool>,
 }
 
 impl Default for Cpu {
@@ -170,17 +176,30 @@ impl Default for Cpu {
         Self {
             kernel: Kernel::best(),
             pool: None,
+            bf16_dot: None,
         }
     }
 }
 
 impl Cpu {
-    /// The default configuration overridden by `DENSECORE_KERNEL` (`portable`, `avx2`, `avx512`, `neon`)
-    /// and `DENSECORE_THREADS`, so tests and benchmarks can force a path.
+    /// The default configuration overridden by `DENSECORE_KERNEL` (`portable`, `avx2`, `avx512`,
+    /// `neon`), `DENSECORE_BF16_DOT` (`1` or `0`: [`Cpu::with_bf16_dot`]) and
+    /// `DENSECORE_THREADS`, so tests and benchmarks can force a path.
     pub fn from_env() -> Result<Self> {
         let mut cpu = Self::default();
         if let Ok(name) = std::env::var("DENSECORE_KERNEL") {
             cpu = cpu.with_kernel(name.parse()?)?;
+        }
+        if let Ok(v) = std::env::var("DENSECORE_BF16_DOT") {
+            cpu = cpu.with_bf16_dot(match v.trim() {
+                "1" => true,
+                "0" => false,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "DENSECORE_BF16_DOT={v:?} is not 0 or 1"
+                    )));
+                }
+            });
         }
         if let Ok(t) = std::env::var("DENSECORE_THREADS") {
             let t = t.trim().parse().map_err(|_| {
@@ -216,6 +235,32 @@ impl Cpu {
             None
         };
         Ok(self)
+    }
+
+    /// Whether bf16 weights are multiplied by bf16 dot-product instructions (AVX-512 BF16's
+    /// `vdpbf16ps`, on the `avx512` kernel of CPUs that have it). By default they are where a
+    /// one-off probe finds them at least 1.25× the f32 FMA rate (see BENCHMARKS.md); this forces
+    /// the choice. They take x rounded to bf16 (to nearest, ties to even, so |x| past bf16's
+    /// largest finite value becomes ±∞) and count subnormal inputs and results as zero, as every
+    /// bf16 dot-product unit does; sums stay f32. The error bound stays within bf16's: relative
+    /// 2⁻⁸ of Σ|x·w|, where the weights' rounding alone is 2⁻⁹. Without them x is used exactly
+    /// and the weights are widened as they are loaded. The choice is made when the weights are
+    /// packed.
+    pub fn with_bf16_dot(mut self, enabled: bool) -> Self {
+        self.bf16_dot = Some(enabled);
+        self
+    }
+
+    /// Whether bf16 weights packed by this configuration use dot-product instructions (see
+    /// [`Cpu::with_bf16_dot`]): on the `avx512` kernel of a CPU with AVX-512 BF16, when forced
+    /// on or, by default, where they pay off.
+    pub fn bf16_dot(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.kernel == Kernel::Avx512
+            && kernel::avx512_bf16::is_available()
+            && self.bf16_dot.unwrap_or_else(peak::bf16_dot_pays_off);
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     /// The microkernel in use.
@@ -353,7 +398,7 @@ impl Cpu {
         let w = block(&w);
         match format {
             WeightFormat::F32 => self.pack(w, k, n, |v| v, Panels::F32),
-            WeightFormat::Bf16 => self.pack(w, k, n, bf16::from_f32, Panels::Bf16),
+            WeightFormat::Bf16 => self.pack_bf16(w, k, n, bf16::from_f32),
             WeightFormat::F16 => self.pack(w, k, n, f16::from_f32, Panels::F16),
         }
     }
@@ -370,7 +415,7 @@ impl Cpu {
         col_stride: usize,
     ) -> Result<PackedWeights> {
         let w = half_block(w, k, n, row_stride, col_stride)?;
-        self.pack(w, k, n, |v| v, Panels::Bf16)
+        self.pack_bf16(w, k, n, |v| v)
     }
 
     /// [`Cpu::pack_weights_bf16`] for f16 weights.
@@ -384,6 +429,36 @@ impl Cpu {
     ) -> Result<PackedWeights> {
         let w = half_block(w, k, n, row_stride, col_stride)?;
         self.pack(w, k, n, |v| v, Panels::F16)
+    }
+
+    /// Packs the validated k×n block `w` as bf16: in K pairs for the dot-product kernel where
+    /// this configuration uses it, else into this kernel's panels.
+    fn pack_bf16<S: Copy>(
+        &self,
+        w: Block<S>,
+        k: usize,
+        n: usize,
+        convert: impl Fn(S) -> bf16 + Copy,
+    ) -> Result<PackedWeights> {
+        #[cfg(target_arch = "x86_64")]
+        if self.bf16_dot() {
+            let blocking = CacheSizes::detect().blocking(MR_DOT, NR_DOT);
+            let kc = dot::pair_kc(driver::even_kc(k, blocking.kc));
+            let n_pad = n.checked_next_multiple_of(NR_DOT).unwrap_or(usize::MAX);
+            let len = alloc::elements("packed w", &[k.next_multiple_of(2), n_pad])?;
+            let mut data = alloc::filled("packed w", len, bf16::ZERO)?;
+            // SAFETY: w was validated for k × n; kc is even; data has the packed length.
+            unsafe { dot::prepack(w, k, n, kc, &mut data, convert) };
+            return Ok(PackedWeights {
+                kernel: self.kernel,
+                k,
+                n,
+                kc,
+                n_pad,
+                panels: Panels::Bf16Dot(data),
+            });
+        }
+        self.pack(w, k, n, convert, Panels::Bf16)
     }
 
     /// Packs the validated k×n block `w` into this kernel's panels of `W`.
@@ -442,6 +517,14 @@ impl Cpu {
             Panels::F32(data) => self.run_packed(x, w, data, bias, act, y),
             Panels::Bf16(data) => self.run_packed(x, w, data, bias, act, y),
             Panels::F16(data) => self.run_packed(x, w, data, bias, act, y),
+            #[cfg(target_arch = "x86_64")]
+            Panels::Bf16Dot(data) => {
+                let p = packed_problem(x, w, data, bias, act, y);
+                let blocking = CacheSizes::detect().blocking(MR_DOT, NR_DOT);
+                // SAFETY: as in `run`; the weights were packed in pairs only where this CPU
+                // has AVX-512 BF16 (`Cpu::bf16_dot`), and their kernel is this Cpu's.
+                unsafe { dot::gemm(&p, blocking, self.pool.as_deref()) }
+            }
         }
         Ok(())
     }
@@ -454,26 +537,9 @@ impl Cpu {
         data: &[W],
         bias: Option<&[f32]>,
         act: Activation,
-        mut y: MatMut<'_>,
+        y: MatMut<'_>,
     ) {
-        // B is read from `packed`; the block only carries the element type.
-        let b = Block {
-            ptr: data.as_ptr(),
-            rs: 0,
-            cs: 0,
-        };
-        let p = Problem {
-            bias,
-            act,
-            packed: Some(Prepacked {
-                ptr: data.as_ptr(),
-                kc: w.kc,
-                n_pad: w.n_pad,
-                j0: 0,
-            }),
-            ..problem(x.rows(), w.k, w.n, 1.0, &x, b, 0.0, &mut y)
-        };
-        self.run(&p);
+        self.run(&packed_problem(x, w, data, bias, act, y));
     }
 
     fn run<W: Weight>(&self, p: &Problem<'_, W>) {
@@ -540,6 +606,9 @@ enum Panels {
     F32(Vec<f32>),
     Bf16(Vec<bf16>),
     F16(Vec<f16>),
+    /// bf16 in K pairs for the dot-product kernel (`dot::prepack`).
+    #[cfg(target_arch = "x86_64")]
+    Bf16Dot(Vec<bf16>),
 }
 
 /// Weights packed once by [`Cpu::pack_weights`] (or [`Cpu::pack_weights_as`],
@@ -565,6 +634,8 @@ impl PackedWeights {
         match self.panels {
             Panels::F32(_) => WeightFormat::F32,
             Panels::Bf16(_) => WeightFormat::Bf16,
+            #[cfg(target_arch = "x86_64")]
+            Panels::Bf16Dot(_) => WeightFormat::Bf16,
             Panels::F16(_) => WeightFormat::F16,
         }
     }
@@ -599,6 +670,34 @@ fn half_block<T>(w: &[T], k: usize, n: usize, rs: usize, cs: usize) -> Result<Bl
         rs,
         cs,
     })
+}
+
+/// `y = act(x·w + bias)` with `w`'s panels `data`, in raw form.
+fn packed_problem<'a, W>(
+    x: MatRef<'_>,
+    w: &PackedWeights,
+    data: &[W],
+    bias: Option<&'a [f32]>,
+    act: Activation,
+    mut y: MatMut<'_>,
+) -> Problem<'a, W> {
+    // B is read from `packed`; the block only carries the element type.
+    let b = Block {
+        ptr: data.as_ptr(),
+        rs: 0,
+        cs: 0,
+    };
+    Problem {
+        bias,
+        act,
+        packed: Some(Prepacked {
+            ptr: data.as_ptr(),
+            kc: w.kc,
+            n_pad: w.n_pad,
+            j0: 0,
+        }),
+        ..problem(x.rows(), w.k, w.n, 1.0, &x, b, 0.0, &mut y)
+    }
 }
 
 /// The raw form of validated views: `c = alpha·a·b + beta·c`, no bias, no activation, no z.

@@ -127,3 +127,39 @@ fn interleave_pairs<W: Copy>(row: &mut [W], lanes: usize) {
         row[pair * 2 * lanes + col % lanes * 2 + col / lanes] = v;
     }
 }
+
+/// Packs the `kc × nc` block of B for a K-pair dot-product kernel with `nr`-column panels of
+/// `lanes`-wide registers: ⌈nc/nr⌉ panels, each ⌈kc/2⌉ pair rows of `2·nr` elements, where
+/// 32-bit lane `l` of register `v` holds rows `2q` and `2q + 1` of column `v·lanes + l`. Rows
+/// and columns past the block are zero.
+///
+/// # Safety
+/// Every (p, j) with p < kc, j < nc is readable in `b`; `out` holds ⌈nc/nr⌉·nr·(kc rounded up to
+/// even) elements.
+pub(crate) unsafe fn pack_b_pairs<S: Copy, W: Weight>(
+    b: Block<S>,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    lanes: usize,
+    out: &mut [W],
+    convert: impl Fn(S) -> W,
+) {
+    let pairs = kc.div_ceil(2);
+    for (panel, dst) in out
+        .chunks_exact_mut((2 * nr * pairs).max(1))
+        .take(nc.div_ceil(nr))
+        .enumerate()
+    {
+        let j0 = panel * nr;
+        let cols = nr.min(nc - j0);
+        dst.fill(W::zeroed());
+        for p in 0..kc {
+            for j in 0..cols {
+                let at = p / 2 * 2 * nr + j / lanes * 2 * lanes + j % lanes * 2 + p % 2;
+                // SAFETY: (p, j0 + j) is inside the block (caller).
+                dst[at] = convert(unsafe { *b.ptr.add(p * b.rs + (j0 + j) * b.cs) });
+            }
+        }
+    }
+}

@@ -15,7 +15,7 @@ use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
 #[repr(transparent)]
-pub(crate) struct F32x16(__m512);
+pub(crate) struct F32x16(pub(super) __m512);
 
 macro_rules! binary {
     ($name:ident, $intrinsic:ident) => {
