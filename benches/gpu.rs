@@ -6,13 +6,18 @@
 //! prints a table. GPU time is the device's own (timestamp queries) where the adapter has them;
 //! "wall" is submit + wait as the host sees it. Sizes that would take more than
 //! `MAX_SECONDS_PER_ITERATION` on this adapter are skipped, with a line saying so.
+//!
+//! The `weights` groups run the layers bound by reading W (batch 1 4096→4096, 784→128 at batch
+//! 1/32/256) with f32, bf16 and f16 weights (`Gpu::upload_weights_as`, `Gpu::dense_weights`)
+//! and print GFLOP/s and GB/s of weights read per format
+//! (`cargo bench --bench gpu -- weights` runs them alone).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use densecore::cpu::Cpu;
+use densecore::cpu::{Cpu, WeightFormat};
 use densecore::gpu::{Gpu, GpuMatrix};
 use densecore::{Activation, MatMut, MatRef};
 
@@ -101,6 +106,33 @@ fn run_gpu(gpu: &Gpu, s: &Shape, o: &mut GpuOperands) -> densecore::Result<()> {
     }
 }
 
+/// Runs `run` `iters` times in chunks of [`TIMED_CHUNK`] timed passes: (the device's time, or
+/// the wall time where the adapter has no timestamps; the wall time).
+fn time_gpu(
+    gpu: &Gpu,
+    iters: u64,
+    mut run: impl FnMut(&Gpu) -> densecore::Result<()>,
+) -> (Duration, Duration) {
+    let mut device = Duration::ZERO;
+    let wall = Instant::now();
+    let mut left = iters;
+    while left > 0 {
+        let chunk = left.min(TIMED_CHUNK);
+        let timed = gpu
+            .device_time(|g| (0..chunk).try_for_each(|_| run(g)))
+            .unwrap();
+        device += timed.unwrap_or_default();
+        left -= chunk;
+    }
+    let wall = wall.elapsed();
+    let measured = if gpu.adapter().timestamps {
+        device
+    } else {
+        wall
+    };
+    (measured, wall)
+}
+
 fn bench(c: &mut Criterion) {
     let gpu = match Gpu::from_env() {
         Ok(gpu) => gpu,
@@ -161,21 +193,8 @@ fn bench(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(2));
         group.bench_function(BenchmarkId::new("gpu", "device"), |bench| {
             bench.iter_custom(|iters| {
-                let mut device = Duration::ZERO;
-                let wall = Instant::now();
-                let mut left = iters;
-                while left > 0 {
-                    let chunk = left.min(TIMED_CHUNK);
-                    let timed = gpu
-                        .device_time(|g| (0..chunk).try_for_each(|_| run_gpu(g, s, &mut o)))
-                        .unwrap();
-                    device += timed.unwrap_or_default();
-                    left -= chunk;
-                }
-                let wall = wall.elapsed();
+                let (measured, wall) = time_gpu(&gpu, iters, |g| run_gpu(g, s, &mut o));
                 record(idx, "gpu wall", wall, iters);
-                // Without timestamps, the wall time is all there is.
-                let measured = if adapter.timestamps { device } else { wall };
                 record(idx, "gpu device", measured, iters);
                 measured
             })
@@ -204,6 +223,78 @@ fn bench(c: &mut Criterion) {
         group.finish();
     }
     print_table(&shapes, &adapter.name, adapter.timestamps, &cpu);
+    bench_weight_formats(c, &gpu);
+}
+
+/// The layers bound by reading W, with f32, bf16 and f16 weights side by side: a group per
+/// shape, a table of GFLOP/s and GB/s of weights read (the device bytes W takes) per format.
+fn bench_weight_formats(c: &mut Criterion, gpu: &Gpu) {
+    let shapes = [
+        (1, 4096, 4096),
+        (1, 784, 128),
+        (32, 784, 128),
+        (256, 784, 128),
+    ];
+    // (shape, format, seconds per iteration (median of samples), device bytes of W).
+    let mut rows = Vec::new();
+    for (m, k, n) in shapes {
+        let flops = 2.0 * (m * k * n) as f64;
+        let (x, w, b) = (values(m * k, 1), values(k * n, 2), values(n, 3));
+        let gx = gpu.upload(MatRef::row_major(&x, m, k)).unwrap();
+        let gb = gpu.upload_row(&b).unwrap();
+        let mut gy = gpu.zeros(m, n).unwrap();
+        let mut group = c.benchmark_group(format!("weights dense {k}→{n} relu {m}x{k}x{n}"));
+        group
+            .throughput(Throughput::Elements(flops as u64))
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        for format in WeightFormat::ALL {
+            let gw = gpu
+                .upload_weights_as(MatRef::row_major(&w, k, n), format)
+                .unwrap();
+            let mut times = Vec::new();
+            group.bench_function(BenchmarkId::new("gpu", format), |bench| {
+                bench.iter_custom(|iters| {
+                    let (measured, _) = time_gpu(gpu, iters, |g| {
+                        g.dense_weights(gx.view(), &gw, Some(&gb), Activation::Relu, &mut gy)
+                    });
+                    times.push(measured.as_secs_f64() / iters as f64);
+                    measured
+                })
+            });
+            if !times.is_empty() {
+                times.sort_by(f64::total_cmp);
+                rows.push(((m, k, n), format, times[times.len() / 2], gw.device_bytes()));
+            }
+        }
+        group.finish();
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let clock = if gpu.adapter().timestamps {
+        "device"
+    } else {
+        "wall"
+    };
+    println!();
+    println!("GPU: {}; {clock} time, median of samples.", gpu.adapter());
+    println!("| m×k×n | weights | GFLOP/s | GB/s of W | vs f32 |");
+    println!("|---|---|---:|---:|---:|");
+    for &((m, k, n), format, secs, bytes) in &rows {
+        let f32_secs = rows
+            .iter()
+            .find(|r| r.0 == (m, k, n) && r.1 == WeightFormat::F32)
+            .map_or(f64::NAN, |r| r.2);
+        println!(
+            "| {m}×{k}×{n} | {format} | {:.2} | {:.2} | {:.2}× |",
+            2.0 * (m * k * n) as f64 / secs / 1e9,
+            bytes as f64 / secs / 1e9,
+            f32_secs / secs
+        );
+    }
 }
 
 fn print_table(shapes: &[Shape], adapter: &str, timestamps: bool, cpu: &Cpu) {

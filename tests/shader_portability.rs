@@ -1,6 +1,6 @@
 //! Every WGSL shader the generator emits (`densecore::gpu::shader_sources`: each GEMM body of
-//! both tile tables × activation or derivative gate × bias × stored Z × operand layout, both
-//! softmax row passes, every training kernel) parsed, validated and translated by naga, the
+//! both tile tables × activation or derivative gate × bias × stored Z × operand layout, B as
+//! f32 or as bf16/f16 weights, both softmax row passes, every training kernel) parsed, validated and translated by naga, the
 //! shader compiler inside wgpu, to each back end wgpu can drive: SPIR-V (Vulkan), MSL (Metal),
 //! HLSL (DX12) and GLSL (OpenGL / GLES). No device needed, so a shader that only one platform's
 //! translation rejects is caught on any machine.
@@ -10,11 +10,17 @@ use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// Parses, validates and translates one shader; the error says which step failed.
-fn translate(source: &str) -> Result<(), String> {
+fn translate(name: &str, source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     // The device requests no feature that enables a shader capability (timestamp queries at
-    // most, see `Context`), so the shaders must validate without any.
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    // most, see `Context`), so the shaders must validate without any, except that f16 weights
+    // are widened by `unpack2x16float` only where the adapter allows it
+    // (`AdapterSummary::f16_in_shader`, wgpu's downlevel flag SHADER_F16_IN_F32).
+    let capabilities = match name.contains("b_format: F16") {
+        true => Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+        false => Capabilities::empty(),
+    };
+    let info = Validator::new(ValidationFlags::all(), capabilities)
         .validate(&module)
         .map_err(|e| format!("validation: {}", e.emit_to_string(source)))?;
 
@@ -74,7 +80,11 @@ fn every_generated_shader_translates_to_every_backend() {
     let shaders = shader_sources();
     let failures: Vec<String> = shaders
         .iter()
-        .filter_map(|(name, source)| translate(source).err().map(|e| format!("{name}: {e}")))
+        .filter_map(|(name, source)| {
+            translate(name, source)
+                .err()
+                .map(|e| format!("{name}: {e}"))
+        })
         .collect();
     println!("{} shader variants checked", shaders.len());
     assert!(
@@ -89,5 +99,15 @@ fn every_generated_shader_translates_to_every_backend() {
     assert!(shaders.len() > 1000, "only {} shaders", shaders.len());
     for name in ["SoftmaxRows { log: true }", "Train(SparseCrossentropy)"] {
         assert!(shaders.iter().any(|(n, _)| n == name), "{name} missing");
+    }
+    // The 16-bit weight loaders (shaders/load_b_half.wgsl), each widening in every GEMM body.
+    for format in ["Bf16", "F16"] {
+        let key = format!("b_format: {format} }}");
+        let bodies: std::collections::HashSet<_> = shaders
+            .iter()
+            .filter(|(n, _)| n.contains(&key))
+            .map(|(n, _)| n.split(", act").next())
+            .collect();
+        assert_eq!(bodies.len(), 6, "{format} weights: GEMM bodies {bodies:?}");
     }
 }

@@ -30,6 +30,11 @@ pub struct AdapterSummary {
     pub class: AdapterClass,
     /// Whether the adapter can time passes on the device (timestamp queries).
     pub timestamps: bool,
+    /// Whether shaders may widen f16 with `unpack2x16float` (wgpu's
+    /// `DownlevelFlags::SHADER_F16_IN_F32`: every adapter except Mesa's llvmpipe without
+    /// `SHADER_F16`). Without it f16 weights are widened to f32 once on upload
+    /// ([`crate::gpu::Gpu::upload_weights_as`]).
+    pub f16_in_shader: bool,
 }
 
 impl fmt::Display for AdapterSummary {
@@ -40,6 +45,14 @@ impl fmt::Display for AdapterSummary {
             self.name, self.backend, self.driver, self.class
         )
     }
+}
+
+/// Whether `adapter`'s shaders may use `unpack2x16float` (naga refuses it otherwise).
+fn f16_in_shader(adapter: &wgpu::Adapter) -> bool {
+    adapter
+        .get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32)
 }
 
 /// Where to get a Vulkan driver when none is found; part of the "no adapter" error.
@@ -154,6 +167,7 @@ impl Context {
             backend: format!("{:?}", info.backend),
             class,
             timestamps,
+            f16_in_shader: f16_in_shader(&adapter),
         };
         Ok(Self {
             device,
@@ -185,6 +199,7 @@ impl Context {
                         .to_string(),
                     backend: format!("{:?}", info.backend),
                     timestamps: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+                    f16_in_shader: f16_in_shader(a),
                 }
             })
             .collect()

@@ -1,7 +1,7 @@
 //! Execution: the GEMM variants, their choice per adapter and shape, the pipeline cache, and the
-//! public operations (dense forward, GEMM with transposes, the derivative-gated GEMM of the
-//! backward pass). Every operation only records and submits work; nothing waits for the GPU
-//! until a download.
+//! public operations (dense forward, with f32 or 16-bit weights, GEMM with transposes, the
+//! derivative-gated GEMM of the backward pass). Every operation only records and submits work;
+//! nothing waits for the GPU until a download.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,8 +12,10 @@ use super::context::{AdapterClass, Context};
 use super::matrix::{GpuMatrix, GpuRef};
 use super::shader::{Body, GemmShader, softmax_rows_source};
 use super::train::{TRAIN_BINDINGS, TrainKernel};
+use super::weights::GpuWeights;
 use super::{Gpu, Pending};
 use crate::activation::Activation;
+use crate::cpu::WeightFormat;
 use crate::error::{Error, Result};
 
 /// A GEMM shader variant.
@@ -197,11 +199,20 @@ impl PipelineKey {
         epilogues.extend(elementwise().map(|g| (Activation::Linear, Some(g), false, false)));
         // A transposed operand is never read as vec4 (`GpuRef::vec4`).
         let operand = [(false, false), (false, true), (true, false)];
+        // 16-bit B: weights (`GpuWeights`), row-major, for `Gpu::dense_weights` alone.
+        let operand_b: Vec<_> = operand
+            .map(|(trans, vec4)| (trans, vec4, WeightFormat::F32))
+            .into_iter()
+            .chain([WeightFormat::Bf16, WeightFormat::F16].map(|f| (false, false, f)))
+            .collect();
         for tiles in [CPU_TILES, GPU_TILES] {
             for body in [tiles.register, tiles.tiled, tiles.small_m] {
                 for &(act, gate, bias, store_z) in &epilogues {
                     for (trans_a, vec4_a) in operand {
-                        for (trans_b, vec4_b) in operand {
+                        for &(trans_b, vec4_b, b_format) in &operand_b {
+                            if b_format != WeightFormat::F32 && (gate.is_some() || store_z) {
+                                continue;
+                            }
                             keys.push(PipelineKey::Gemm(GemmShader {
                                 body,
                                 act,
@@ -212,6 +223,7 @@ impl PipelineKey {
                                 trans_b,
                                 vec4_a,
                                 vec4_b,
+                                b_format,
                             }));
                         }
                     }
@@ -449,6 +461,30 @@ pub(crate) struct Dispatch {
     groups: (u32, u32, u32),
 }
 
+/// The B operand as the GEMM reads it: an f32 matrix (possibly transposed) or 16-bit weights.
+#[derive(Clone, Copy)]
+pub(crate) struct OperandB<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub rows: usize,
+    pub cols: usize,
+    pub transposed: bool,
+    pub vec4: bool,
+    pub format: WeightFormat,
+}
+
+impl<'a> From<GpuRef<'a>> for OperandB<'a> {
+    fn from(b: GpuRef<'a>) -> Self {
+        Self {
+            buffer: b.matrix.buffer(),
+            rows: b.rows(),
+            cols: b.cols(),
+            transposed: b.transposed,
+            vec4: b.vec4(),
+            format: WeightFormat::F32,
+        }
+    }
+}
+
 /// What the store step does besides `alpha·A·B`.
 struct Epilogue<'a> {
     beta: f32,
@@ -510,7 +546,29 @@ impl Gpu {
             gate: None,
             z_out: None,
         };
-        self.run_gemm(1.0, x, w, epilogue, y)
+        self.run_gemm(1.0, x, w.into(), epilogue, y)
+    }
+
+    /// [`Gpu::dense`] with weights stored by [`Gpu::upload_weights_as`] (or
+    /// [`Gpu::upload_weights_bf16`], [`Gpu::upload_weights_f16`]): 16-bit weights are widened to
+    /// f32 as the shader loads them (half the bytes of f32 to read), x, y, the bias and every
+    /// sum stay f32, and the epilogue is the same. Every GEMM variant reads them.
+    pub fn dense_weights(
+        &self,
+        x: GpuRef<'_>,
+        w: &GpuWeights,
+        bias: Option<&GpuMatrix>,
+        act: Activation,
+        y: &mut GpuMatrix,
+    ) -> Result<()> {
+        let epilogue = Epilogue {
+            beta: 0.0,
+            bias,
+            act,
+            gate: None,
+            z_out: None,
+        };
+        self.run_gemm(1.0, x, w.operand(), epilogue, y)
     }
 
     /// The training forward pass: `z = x·w + bias` and `y = act(z)`, both stored by the same
@@ -531,7 +589,7 @@ impl Gpu {
             gate: None,
             z_out: Some(z),
         };
-        self.run_gemm(1.0, x, w, epilogue, y)
+        self.run_gemm(1.0, x, w.into(), epilogue, y)
     }
 
     /// `c = alpha·a·b + beta·c` on device matrices; `beta = 0` never reads `c`. Transposed views
@@ -552,7 +610,7 @@ impl Gpu {
             gate: None,
             z_out: None,
         };
-        self.run_gemm(alpha, a, b, epilogue, c)
+        self.run_gemm(alpha, a, b.into(), epilogue, c)
     }
 
     /// The backward pass through an activation, fused into its GEMM: `c = (a·b) ⊙ act'(z)`
@@ -578,7 +636,7 @@ impl Gpu {
             gate: Some((z, act)),
             z_out: None,
         };
-        self.run_gemm(1.0, a, b, epilogue, c)
+        self.run_gemm(1.0, a, b.into(), epilogue, c)
     }
 
     /// The variant an m-row product runs with: the forced one, else by adapter class and m.
@@ -594,12 +652,12 @@ impl Gpu {
         &self,
         alpha: f32,
         a: GpuRef<'_>,
-        b: GpuRef<'_>,
+        b: OperandB<'_>,
         ep: Epilogue<'_>,
         c: &mut GpuMatrix,
     ) -> Result<()> {
-        let (m, k, n) = (a.rows(), a.cols(), b.cols());
-        expect_shape("b", (b.rows(), b.cols()), (k, n))?;
+        let (m, k, n) = (a.rows(), a.cols(), b.cols);
+        expect_shape("b", (b.rows, b.cols), (k, n))?;
         expect_shape("c", (c.rows(), c.cols()), (m, n))?;
         if let Some(bias) = ep.bias {
             expect_shape("bias", (bias.rows(), bias.cols()), (1, n))?;
@@ -633,7 +691,8 @@ impl Gpu {
             trans_a: a.transposed,
             trans_b: b.transposed,
             vec4_a: a.vec4(),
-            vec4_b: b.vec4(),
+            vec4_b: b.vec4,
+            b_format: b.format,
         };
         let params = GemmParams {
             m: m as u32,
@@ -649,7 +708,7 @@ impl Gpu {
                 Layout::Gemm,
                 &[
                     a.matrix.buffer(),
-                    b.matrix.buffer(),
+                    b.buffer,
                     ep.bias.map_or(placeholder, GpuMatrix::buffer),
                     ep.gate.map_or(placeholder, |(z, _)| z.buffer()),
                     c.buffer(),

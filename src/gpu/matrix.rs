@@ -60,17 +60,7 @@ impl GpuMatrix {
         rows: usize,
         cols: usize,
     ) -> Result<Self> {
-        let size = buffer_size(ctx, operand, rows, cols)?;
-        let buffer = ctx.scoped(|| {
-            ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some(operand),
-                size,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            })
-        })?;
+        let buffer = storage_buffer(ctx, operand, rows, cols, size_of::<f32>())?;
         Ok(Self { buffer, rows, cols })
     }
 
@@ -217,9 +207,38 @@ impl<'a> From<&'a GpuMatrix> for GpuRef<'a> {
     }
 }
 
-/// Bytes for a rows×cols buffer, rounded up to whole vec4s (at least one, as empty bindings
-/// are invalid), or an error if one storage binding cannot hold it.
-fn buffer_size(ctx: &Context, operand: &'static str, rows: usize, cols: usize) -> Result<u64> {
+/// A zero-filled storage buffer for rows×cols elements of `elem_bytes` each (see
+/// [`buffer_size`]).
+pub(crate) fn storage_buffer(
+    ctx: &Context,
+    operand: &'static str,
+    rows: usize,
+    cols: usize,
+    elem_bytes: usize,
+) -> Result<wgpu::Buffer> {
+    let size = buffer_size(ctx, operand, rows, cols, elem_bytes)?;
+    ctx.scoped(|| {
+        ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(operand),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    })
+}
+
+/// Bytes for rows×cols elements of `elem_bytes` (4: f32, 2: bf16/f16), rounded up to whole
+/// groups of 4 elements, the kernels' loads (at least one, as empty bindings are invalid), or an
+/// error if one storage binding cannot hold it.
+fn buffer_size(
+    ctx: &Context,
+    operand: &'static str,
+    rows: usize,
+    cols: usize,
+    elem_bytes: usize,
+) -> Result<u64> {
     let limits = ctx.limits();
     let limit = limits
         .max_storage_buffer_binding_size
@@ -232,7 +251,7 @@ fn buffer_size(ctx: &Context, operand: &'static str, rows: usize, cols: usize) -
     };
     let len = rows.checked_mul(cols).ok_or(too_large(u64::MAX))?;
     let bytes = (len.max(1).div_ceil(4) as u64)
-        .checked_mul(16)
+        .checked_mul(4 * elem_bytes as u64)
         .ok_or(too_large(u64::MAX))?;
     // Kernels index elements with u32.
     if bytes > limit || len > u32::MAX as usize {

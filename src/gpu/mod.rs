@@ -5,7 +5,9 @@
 //! ([`GpuMatrix`]): upload once, chain any number of [`Gpu::dense`], [`Gpu::dense_train`],
 //! [`Gpu::gemm`] and [`Gpu::gemm_act_grad`] calls (each only submits work), download when the
 //! result is needed. [`dense`] and [`gemm`] take host views like their `cpu` twins and do the round trip. The
-//! method names and operand orders are those of [`crate::cpu::Cpu`].
+//! method names and operand orders are those of [`crate::cpu::Cpu`]. Inference weights can also
+//! be stored as bf16 or f16 ([`Gpu::upload_weights_as`], [`GpuWeights`], [`Gpu::dense_weights`]):
+//! half the bytes, widened to f32 in the shader.
 //!
 //! ```no_run
 //! use densecore::gpu::Gpu;
@@ -26,6 +28,7 @@ mod dense;
 mod matrix;
 mod shader;
 pub(crate) mod train;
+mod weights;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -35,10 +38,12 @@ pub use context::{AdapterClass, AdapterSummary, Context};
 pub use dense::GemmKernel;
 use dense::{BindKey, Kernels, PARAMS_SLOTS, ParamsRing};
 pub use matrix::{GpuMatrix, GpuRef};
+pub use weights::GpuWeights;
 /// The wgpu version this backend is built on (for [`Context::with_backends`] and limits).
 pub use wgpu;
 
 use crate::activation::Activation;
+use crate::cpu::WeightFormat;
 use crate::error::{Error, Result};
 use crate::matrix::{MatMut, MatRef};
 use crate::validate;
@@ -50,7 +55,7 @@ pub const ACTIVATION_TOLERANCE: f32 = 1e-5;
 
 /// Every distinct WGSL source the generator emits for the pipelines the backend can create
 /// (every GEMM body of both tile tables × activation or derivative gate × bias × stored Z ×
-/// operand layout, the softmax row passes, the training kernels), each with a name: what a
+/// operand layout, B as f32 or 16-bit weights, the softmax row passes, the training kernels), each with a name: what a
 /// device-free check of the shaders needs (tests/shader_portability.rs). Not a stable API.
 #[doc(hidden)]
 pub fn shader_sources() -> Vec<(String, String)> {
@@ -75,6 +80,8 @@ pub struct Gpu {
     params: ParamsRing,
     /// Bind groups kept while batched (see `Gpu::bind_group`).
     bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    /// f16 weights are widened in the shader, not on upload.
+    f16_in_shader: bool,
 }
 
 /// The command buffer being recorded, the compute passes in it and their parameters (one
@@ -105,6 +112,7 @@ impl Gpu {
     pub fn with_context(ctx: Context) -> Result<Self> {
         let kernels = Kernels::new(&ctx)?;
         let params = ParamsRing::new(&ctx);
+        let f16_in_shader = ctx.adapter().f16_in_shader;
         Ok(Self {
             ctx,
             kernels,
@@ -114,6 +122,7 @@ impl Gpu {
             batch_passes: None,
             params,
             bind_groups: Mutex::new(HashMap::new()),
+            f16_in_shader,
         })
     }
 
@@ -164,6 +173,13 @@ impl Gpu {
         self
     }
 
+    /// Widens f16 weights to f32 once on upload, as on adapters whose shaders cannot
+    /// ([`AdapterSummary::f16_in_shader`]), so that path can be tested on any adapter.
+    pub fn with_f16_widened_on_upload(mut self) -> Self {
+        self.f16_in_shader = false;
+        self
+    }
+
     /// The adapter in use.
     pub fn adapter(&self) -> &AdapterSummary {
         self.ctx.adapter()
@@ -177,6 +193,63 @@ impl Gpu {
     /// A 1×n device matrix, the shape a bias takes.
     pub fn upload_row(&self, v: &[f32]) -> Result<GpuMatrix> {
         GpuMatrix::upload(&self.ctx, "row", MatRef::row_major(v, 1, v.len()))
+    }
+
+    /// Weights (k×n, any strides) on the device in `format`, for [`Gpu::dense_weights`]: bf16
+    /// and f16 are rounded to nearest (ties to even) once here, NaN stays NaN, and f32 values
+    /// beyond f16's range (±65504, up to the rounding midpoint 65520) become ±∞ in f16, as in
+    /// [`crate::cpu::Cpu::pack_weights_as`]. The shaders widen 16-bit weights as they load them
+    /// and sum in f32: bf16 by a shift, f16 by WGSL's `unpack2x16float`, which needs no
+    /// `SHADER_F16` feature (no f16 arithmetic is done) but is refused on the few adapters
+    /// without [`AdapterSummary::f16_in_shader`] (Mesa's llvmpipe without `SHADER_F16`): there
+    /// f16 weights are widened to f32 once here instead, with a line on stderr saying so (the
+    /// same results, twice the memory). `F32` is [`Gpu::upload`].
+    pub fn upload_weights_as(&self, w: MatRef<'_>, format: WeightFormat) -> Result<GpuWeights> {
+        GpuWeights::upload_as(&self.ctx, self.f16_in_shader, w, format)
+    }
+
+    /// k×n bf16 weights as a checkpoint holds them, element (p, j) at
+    /// `w[p·row_stride + j·col_stride]` (row-major: `(n, 1)`; a PyTorch `(out, in)` weight is
+    /// the transpose, `(1, k)`), used as they are, like [`crate::cpu::Cpu::pack_weights_bf16`].
+    pub fn upload_weights_bf16(
+        &self,
+        w: &[half::bf16],
+        k: usize,
+        n: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<GpuWeights> {
+        let (shape, strides) = ((k, n), (row_stride, col_stride));
+        GpuWeights::upload_bits(
+            &self.ctx,
+            self.f16_in_shader,
+            w,
+            shape,
+            strides,
+            WeightFormat::Bf16,
+            |v| v.to_bits(),
+        )
+    }
+
+    /// [`Gpu::upload_weights_bf16`] for f16 weights.
+    pub fn upload_weights_f16(
+        &self,
+        w: &[half::f16],
+        k: usize,
+        n: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<GpuWeights> {
+        let (shape, strides) = ((k, n), (row_stride, col_stride));
+        GpuWeights::upload_bits(
+            &self.ctx,
+            self.f16_in_shader,
+            w,
+            shape,
+            strides,
+            WeightFormat::F16,
+            |v| v.to_bits(),
+        )
     }
 
     /// A rows×cols device matrix of zeros.

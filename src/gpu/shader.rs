@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use crate::activation::{Activation, GELU_TANH_CUBIC, GELU_TANH_SCALE, SELU_ALPHA, SELU_SCALE};
+use crate::cpu::WeightFormat;
 
 const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
@@ -14,6 +15,18 @@ const LOAD_A_VEC4: &str = include_str!("../../shaders/load_a_vec4.wgsl");
 const LOAD_A_SCALAR: &str = include_str!("../../shaders/load_a_scalar.wgsl");
 const LOAD_B_VEC4: &str = include_str!("../../shaders/load_b_vec4.wgsl");
 const LOAD_B_SCALAR: &str = include_str!("../../shaders/load_b_scalar.wgsl");
+const LOAD_B_HALF: &str = include_str!("../../shaders/load_b_half.wgsl");
+/// `widen2` of `load_b_half.wgsl` for bf16, the upper half of an f32: a shift or a mask.
+const WIDEN_BF16: &str = "fn widen2(u: u32) -> vec2<f32> {
+    return vec2<f32>(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u));
+}
+";
+/// `widen2` for f16: `unpack2x16float` needs no f16 arithmetic, but naga asks for
+/// SHADER_FLOAT16_IN_FLOAT32 (so only f16 shaders may contain it).
+const WIDEN_F16: &str = "fn widen2(u: u32) -> vec2<f32> {
+    return unpack2x16float(u);
+}
+";
 const GEMM_REGISTER: &str = include_str!("../../shaders/gemm_register.wgsl");
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 const GEMM_SMALL_M: &str = include_str!("../../shaders/gemm_small_m.wgsl");
@@ -51,6 +64,9 @@ pub(crate) struct GemmShader {
     pub vec4_a: bool,
     /// B is read as vec4 (row-major, n % 4 == 0).
     pub vec4_b: bool,
+    /// How B is stored: f32, or 16-bit weights (`GpuWeights`, always row-major with padded
+    /// rows, so `trans_b` and `vec4_b` are false for them).
+    pub b_format: WeightFormat,
 }
 
 fn f32_literal(x: f64) -> String {
@@ -91,11 +107,15 @@ impl GemmShader {
         } else {
             LOAD_A_SCALAR
         };
-        s += if self.vec4_b {
-            LOAD_B_VEC4
-        } else {
-            LOAD_B_SCALAR
+        s += match self.b_format {
+            WeightFormat::F32 if self.vec4_b => LOAD_B_VEC4,
+            WeightFormat::F32 => LOAD_B_SCALAR,
+            WeightFormat::Bf16 => WIDEN_BF16,
+            WeightFormat::F16 => WIDEN_F16,
         };
+        if self.b_format != WeightFormat::F32 {
+            s += LOAD_B_HALF;
+        }
         s += body;
         s
     }

@@ -5,6 +5,7 @@ use densecore::cpu::{Cpu, Kernel};
 use densecore::{Activation, MatMut, MatRef};
 use proptest::prelude::*;
 
+pub mod half;
 #[cfg(feature = "nn")]
 pub mod toy;
 
