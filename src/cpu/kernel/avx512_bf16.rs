@@ -145,29 +145,37 @@ unsafe fn body<const ROWS: usize, const KP: usize>(ops: &Pairs, out: &Tile<bf16>
 pub(crate) unsafe fn round_rows(a: Block, m: usize, k: usize, out: &mut [u32]) {
     let words = k.div_ceil(2);
     for (i, row) in out.chunks_exact_mut(words.max(1)).take(m).enumerate() {
+        // SAFETY: row i is inside the block (caller).
+        let src = unsafe { a.ptr.add(i * a.rs) };
         // 32 values (16 words) at a time: the first 16 are the low half of the pair register.
+        // Masked loads and stores cover the tail, so this is the per-call cost of the path: it
+        // runs once per element of x and must stay a few instructions per 32 values.
         for (c, dst) in row.chunks_mut(16).enumerate() {
             let p0 = c * 32;
             let len = (k - p0).min(32);
-            let mut v = [0.0f32; 32];
-            // SAFETY: (i, p0 + p) for p < len is inside the block (caller); the rest stays 0.
+            let lanes = |n: usize| ((1u32 << n.min(16)) - 1) as __mmask16;
+            let (lo_mask, hi_mask) = (lanes(len), lanes(len.saturating_sub(16)));
+            // SAFETY: (i, p0 + p) for p < len is inside the block; masked-off lanes are not
+            // read, and `dst` holds the ⌈len/2⌉ words stored.
             unsafe {
-                let src = a.ptr.add(i * a.rs + p0 * a.cs);
-                if a.cs == 1 {
-                    std::ptr::copy_nonoverlapping(src, v.as_mut_ptr(), len);
+                let (lo, hi) = if a.cs == 1 {
+                    (
+                        _mm512_maskz_loadu_ps(lo_mask, src.add(p0)),
+                        _mm512_maskz_loadu_ps(hi_mask, src.add(p0 + 16)),
+                    )
                 } else {
+                    let mut v = [0.0f32; 32];
                     for (p, d) in v[..len].iter_mut().enumerate() {
-                        *d = *src.add(p * a.cs);
+                        *d = *src.add((p0 + p) * a.cs);
                     }
-                }
+                    (
+                        _mm512_loadu_ps(v.as_ptr()),
+                        _mm512_loadu_ps(v.as_ptr().add(16)),
+                    )
+                };
+                let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_mask_storeu_epi32(dst.as_mut_ptr().cast(), lanes(dst.len()), pairs);
             }
-            // SAFETY: v holds 32 floats; `words` is 16 u32 for the store below.
-            let words: [u32; 16] = unsafe {
-                let lo = _mm512_loadu_ps(v.as_ptr());
-                let hi = _mm512_loadu_ps(v.as_ptr().add(16));
-                std::mem::transmute::<__m512bh, [u32; 16]>(_mm512_cvtne2ps_pbh(hi, lo))
-            };
-            dst.copy_from_slice(&words[..dst.len()]);
         }
     }
 }
