@@ -195,12 +195,13 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(12)))]
 
-    /// Threads split the output, never K: 1, 2 and 3 threads give the same bits.
+    /// Threads split the output, never K: 1, 2 and 3 threads give the same bits. 60×40 is thin
+    /// and split by rows, so parts hold different numbers of full row tiles and remainders.
     #[test]
     fn thread_count_does_not_change_results(
-        m in prop::sample::select(vec![1usize, 7, 150]),
+        m in prop::sample::select(vec![1usize, 7, 60, 150]),
         k in prop::sample::select(vec![300usize, 600]),
-        n in prop::sample::select(vec![130usize, 515]),
+        n in prop::sample::select(vec![40usize, 130, 515]),
         format in prop::sample::select(vec![WeightFormat::Bf16, WeightFormat::F16]),
         act in prop::sample::select(vec![Activation::Relu, Activation::Gelu, Activation::Softmax]),
         seed in any::<u64>(),
