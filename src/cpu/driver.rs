@@ -216,14 +216,118 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
 ) {
     // Raw rows of paired types would not be in the interleaved order the kernel reads.
     debug_assert!(p.packed.is_some() || !W::PAIRED);
-    // SAFETY: the caller's contract.
-    unsafe {
-        in_parts::<K, W>(p, path, pool, |q, ws| match path {
-            Path::Thin => thin::<K, W>(q, ws),
-            Path::Blocked { pack_a, kc } => blocked::<K, W>(q, pack_a, kc, blk, ws),
-        })
+    let run = |q: &Problem<'_, W>| {
+        // SAFETY: the caller's contract, for q as for p.
+        unsafe {
+            in_parts::<K, W>(q, path, pool, |q, ws| match path {
+                Path::Thin => thin::<K, W>(q, ws),
+                Path::Blocked { pack_a, kc } => blocked::<K, W>(q, pack_a, kc, blk, ws),
+            })
+        }
+    };
+    // Parts split by rows would each pack all of B (2 threads ran 3–11 % slower so at 1024² and
+    // 2048² on Zen 4): pack it once, on all threads, and let every part read the shared panels.
+    // Packing is a copy in the same K blocks, so the sums do not change. Where the buffer
+    // cannot be allocated, each part packs its own as before.
+    let split = Split::new::<K, W>(p, path, threads_for(p, pool));
+    match path {
+        Path::Blocked { kc, .. } if split.by_rows && split.parts > 1 && p.packed.is_none() => {
+            SHARED_B.with_borrow_mut(|buf| {
+                // SAFETY: B is readable for k × n (caller).
+                match unsafe { pack_shared::<K, W>(p, kc, pool, buf) } {
+                    Some(packed) => run(&Problem {
+                        packed: Some(packed),
+                        ..*p
+                    }),
+                    None => run(p),
+                }
+            })
+        }
+        _ => run(p),
     }
 }
+
+thread_local! {
+    /// B packed for all parts of a call made from this thread (see [`gemm`]).
+    static SHARED_B: RefCell<Vec<CacheLine>> = RefCell::default();
+}
+
+/// Packs all of B into `buf` as [`prepack`] lays it out, in K blocks of `kc` rows, with the
+/// blocks' column chunks spread over the pool's threads; `None` if `buf` cannot grow to hold it.
+///
+/// # Safety
+/// `p.b` is readable for k × n.
+unsafe fn pack_shared<K: Microkernel, W: Weight>(
+    p: &Problem<'_, W>,
+    kc: usize,
+    pool: Option<&rayon::ThreadPool>,
+    buf: &mut Vec<CacheLine>,
+) -> Option<Prepacked<W>> {
+    use rayon::prelude::*;
+    let (k, n, nr) = (p.k, p.n, K::NR);
+    let n_pad = n.next_multiple_of(nr);
+    let len = k.checked_mul(n_pad)?;
+    let lines = len
+        .checked_mul(std::mem::size_of::<W>())?
+        .div_ceil(std::mem::size_of::<CacheLine>());
+    buf.try_reserve_exact(lines.saturating_sub(buf.len()))
+        .ok()?;
+    let out = grown::<W>(buf, len);
+    // Chunks of whole panels, about four per thread, so that uneven threads even out.
+    let threads = pool.map_or(1, |pl| pl.current_num_threads());
+    let group = (n_pad / nr).div_ceil(4 * threads).max(1) * nr;
+    let b = SendBlock(p.b);
+    let pack = move || {
+        out.par_chunks_mut(kc.max(1) * n_pad)
+            .enumerate()
+            .for_each(|(kb, block)| {
+                let pc = kb * kc;
+                let kcb = kc.min(k - pc);
+                block
+                    .par_chunks_mut(kcb * group)
+                    .enumerate()
+                    .for_each(|(g, slot)| {
+                        let j0 = g * group;
+                        let b = b.get();
+                        // SAFETY: rows pc..pc+kcb and columns j0..j0+cols are inside B (caller);
+                        // the slot holds those columns' panels.
+                        unsafe {
+                            let src = Block {
+                                ptr: b.ptr.add(pc * b.rs + j0 * b.cs),
+                                ..b
+                            };
+                            pack_b::<K, W, W>(src, kcb, (n - j0).min(group), slot, |v| v);
+                        }
+                    })
+            });
+        out
+    };
+    let out = match pool {
+        Some(pool) => pool.install(pack),
+        None => pack(),
+    };
+    Some(Prepacked {
+        ptr: out.as_ptr(),
+        kc,
+        n_pad,
+        j0: 0,
+    })
+}
+
+/// B's view, shared read-only by the packing threads.
+#[derive(Clone, Copy)]
+struct SendBlock<W>(Block<W>);
+
+impl<W> SendBlock<W> {
+    /// The view (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> Block<W> {
+        self.0
+    }
+}
+// SAFETY: the packing threads only read through the pointer.
+unsafe impl<W> Send for SendBlock<W> {}
+// SAFETY: as above.
+unsafe impl<W> Sync for SendBlock<W> {}
 
 /// Runs `part` on the blocks of `p`'s output that [`Split`] gives up to `threads` threads of
 /// `pool` (tiles of `K`, for a problem computed on `path`), each with its thread's workspace.
@@ -239,10 +343,7 @@ pub(super) unsafe fn in_parts<K: Microkernel, W: Weight>(
     if p.m == 0 || p.n == 0 {
         return;
     }
-    let flops = 2 * p.m * p.n * p.k.max(1);
-    let threads = pool.map_or(1, |pl| pl.current_num_threads());
-    let threads = threads.min(flops / MIN_FLOPS_PER_THREAD).max(1);
-    let split = Split::new::<K, W>(p, path, threads);
+    let split = Split::new::<K, W>(p, path, threads_for(p, pool));
     let run = |q: &Problem<'_, W>| WORKSPACE.with_borrow_mut(|ws| part(q, ws));
     match pool {
         // `install` + a parallel range runs on the pool through `join`, with no allocation.
@@ -255,6 +356,13 @@ pub(super) unsafe fn in_parts<K: Microkernel, W: Weight>(
         }),
         _ => run(p),
     }
+}
+
+/// The threads of `pool` that `p` is worth.
+fn threads_for<W>(p: &Problem<'_, W>, pool: Option<&rayon::ThreadPool>) -> usize {
+    let flops = 2 * p.m * p.n * p.k.max(1);
+    let threads = pool.map_or(1, |pl| pl.current_num_threads());
+    threads.min(flops / MIN_FLOPS_PER_THREAD).max(1)
 }
 
 /// The output split into `parts` blocks of whole tiles, along rows or columns (never along K,
