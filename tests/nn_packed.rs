@@ -35,19 +35,26 @@ fn rounded(weights: &[Tensor], format: WeightFormat) -> Vec<Tensor> {
         .collect()
 }
 
-fn assert_close(a: &Tensor, b: &Tensor) {
+fn assert_close(a: &Tensor, b: &Tensor, rel: f32) {
     assert_eq!(a.shape(), b.shape());
     for (x, y) in a.data().iter().zip(b.data()) {
-        assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        assert!((x - y).abs() <= rel * (1.0 + y.abs()), "{x} vs {y}");
     }
+}
+
+/// The toy inputs, as (37, 2, 4) samples.
+fn inputs() -> Tensor {
+    let (x, _) = toy(37, 8, 3, 1);
+    x.reshape(&[37, 2, 4]).unwrap()
 }
 
 #[test]
 fn packed_predictions_are_the_model_with_rounded_weights() {
-    let (x, _) = toy(37, 8, 3, 1);
-    let x = x.reshape(&[37, 2, 4]).unwrap();
+    let x = inputs();
     let mut m = model();
-    let cpu = Cpu::default();
+    // Widening 16-bit weights is exact, so the f32 path on rounded weights is the reference
+    // (the bf16 dot-product path, which rounds x too, is checked below).
+    let cpu = Cpu::default().with_bf16_dot(false);
     for format in WeightFormat::ALL {
         let packed = m.pack(&cpu, format).unwrap();
         assert_eq!(packed.format(), format);
@@ -57,7 +64,7 @@ fn packed_predictions_are_the_model_with_rounded_weights() {
         let mut same = model();
         same.set_weights(&rounded(&m.get_weights().unwrap(), format))
             .unwrap();
-        assert_close(&got, &same.predict(&x, 16).unwrap());
+        assert_close(&got, &same.predict(&x, 16).unwrap(), 1e-5);
         if format != WeightFormat::F32 {
             // Rounding happened: the packed model is not the f32 one to the bit.
             assert_ne!(got, m.predict(&x, 16).unwrap());
@@ -75,6 +82,34 @@ fn packed_predictions_are_the_model_with_rounded_weights() {
         empty.pack(&cpu, WeightFormat::F16),
         Err(Error::NotReady(_))
     ));
+}
+
+/// On the bf16 dot-product path each layer's input is rounded to bf16 as well: predictions stay
+/// within bf16's relative 2⁻⁸ of the model with rounded weights. Runs where the CPU has it.
+#[test]
+fn bf16_dot_predictions_stay_within_bf16_rounding() {
+    let cpu = Cpu::default().with_bf16_dot(true);
+    if !cpu.bf16_dot() {
+        println!(
+            "bf16 dot path: not on this CPU ({}), not tested",
+            cpu.kernel()
+        );
+        return;
+    }
+    let x = inputs();
+    let m = model();
+    let got = m
+        .pack(&cpu, WeightFormat::Bf16)
+        .unwrap()
+        .predict(&x, 16)
+        .unwrap();
+    let mut same = model();
+    same.set_weights(&rounded(&m.get_weights().unwrap(), WeightFormat::Bf16))
+        .unwrap();
+    let want = same.predict(&x, 16).unwrap();
+    assert_close(&got, &want, 2f32.powi(-8));
+    // x was rounded: not the widening path's result to the bit.
+    assert_ne!(got, want);
 }
 
 #[test]
