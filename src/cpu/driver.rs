@@ -68,7 +68,8 @@ impl<W> Prepacked<W> {
     }
 }
 
-/// Packs all of B for [`Prepacked`] use, each element stored as `convert` makes it.
+/// Packs all of B for [`Prepacked`] use, each element stored as `convert` makes it: serially,
+/// or with each K block's column chunks spread over `pool`'s threads.
 ///
 /// # Safety
 /// `b` is readable for k × n; `out` holds `k · n.next_multiple_of(K::NR)` elements.
@@ -78,27 +79,70 @@ pub(crate) unsafe fn prepack<K: Microkernel, S: Copy, W: Weight>(
     n: usize,
     kc: usize,
     out: &mut [W],
-    convert: impl Fn(S) -> W + Copy,
+    convert: impl Fn(S) -> W + Copy + Sync,
+    pool: Option<&rayon::ThreadPool>,
 ) {
-    let n_pad = n.next_multiple_of(K::NR);
-    for pc in (0..k).step_by(kc.max(1)) {
-        let kcb = kc.min(k - pc);
-        // SAFETY: rows pc..pc+kcb are inside B; the block's slot holds kcb·n_pad floats.
+    use rayon::prelude::*;
+    let (nr, n_pad) = (K::NR, n.next_multiple_of(K::NR));
+    if out.is_empty() {
+        return;
+    }
+    // Slots of whole panels: all of a K block alone, about four per thread on a pool, so that
+    // uneven threads even out.
+    let group = pool.map_or(n_pad, |pl| {
+        (n_pad / nr).div_ceil(4 * pl.current_num_threads()) * nr
+    });
+    let b = SendBlock(b);
+    let block_len = kc.max(1) * n_pad;
+    let slot_len = |kb: usize| kc.min(k - kb * kc) * group;
+    // Slot g of K block kb: that block's panels of columns g·group onwards.
+    let pack_slot = |kb: usize, g: usize, slot: &mut [W]| {
+        let (pc, j0, b) = (kb * kc, g * group, b.get());
+        // SAFETY: rows pc..pc+kc and columns j0..j0+group, clipped to k × n, are inside B
+        // (caller); the slot holds their panels.
         unsafe {
             let src = Block {
-                ptr: b.ptr.add(pc * b.rs),
+                ptr: b.ptr.add(pc * b.rs + j0 * b.cs),
                 ..b
             };
-            pack_b::<K, S, W>(
-                src,
-                kcb,
-                n,
-                &mut out[pc * n_pad..(pc + kcb) * n_pad],
-                convert,
-            );
+            pack_b::<K, S, W>(src, kc.min(k - pc), group.min(n - j0), slot, convert);
         }
+    };
+    match pool {
+        None => {
+            for (kb, block) in out.chunks_mut(block_len).enumerate() {
+                for (g, slot) in block.chunks_mut(slot_len(kb)).enumerate() {
+                    pack_slot(kb, g, slot);
+                }
+            }
+        }
+        Some(pool) => pool.install(|| {
+            out.par_chunks_mut(block_len)
+                .enumerate()
+                .for_each(|(kb, block)| {
+                    block
+                        .par_chunks_mut(slot_len(kb))
+                        .enumerate()
+                        .for_each(|(g, slot)| pack_slot(kb, g, slot))
+                })
+        }),
     }
 }
+
+/// A view of B shared read-only by packing threads.
+#[derive(Clone, Copy)]
+struct SendBlock<S>(Block<S>);
+
+impl<S> SendBlock<S> {
+    /// The view (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> Block<S> {
+        self.0
+    }
+}
+// SAFETY: the packing threads only read through the pointer.
+unsafe impl<S> Send for SendBlock<S> {}
+// SAFETY: as above.
+unsafe impl<S> Sync for SendBlock<S> {}
 
 // SAFETY: a Problem is only shared between threads that write disjoint blocks of C and z
 // (see `split`); the inputs are only read.
@@ -252,8 +296,8 @@ thread_local! {
     static SHARED_B: RefCell<Vec<CacheLine>> = RefCell::default();
 }
 
-/// Packs all of B into `buf` as [`prepack`] lays it out, in K blocks of `kc` rows, with the
-/// blocks' column chunks spread over the pool's threads; `None` if `buf` cannot grow to hold it.
+/// Packs all of B into `buf` with [`prepack`] on the pool's threads; `None` if `buf` cannot
+/// grow to hold it.
 ///
 /// # Safety
 /// `p.b` is readable for k × n.
@@ -263,49 +307,16 @@ unsafe fn pack_shared<K: Microkernel, W: Weight>(
     pool: Option<&rayon::ThreadPool>,
     buf: &mut Vec<CacheLine>,
 ) -> Option<Prepacked<W>> {
-    use rayon::prelude::*;
-    let (k, n, nr) = (p.k, p.n, K::NR);
-    let n_pad = n.next_multiple_of(nr);
-    let len = k.checked_mul(n_pad)?;
+    let n_pad = p.n.next_multiple_of(K::NR);
+    let len = p.k.checked_mul(n_pad)?;
     let lines = len
         .checked_mul(std::mem::size_of::<W>())?
         .div_ceil(std::mem::size_of::<CacheLine>());
     buf.try_reserve_exact(lines.saturating_sub(buf.len()))
         .ok()?;
     let out = grown::<W>(buf, len);
-    // Chunks of whole panels, about four per thread, so that uneven threads even out.
-    let threads = pool.map_or(1, |pl| pl.current_num_threads());
-    let group = (n_pad / nr).div_ceil(4 * threads).max(1) * nr;
-    let b = SendBlock(p.b);
-    let pack = move || {
-        out.par_chunks_mut(kc.max(1) * n_pad)
-            .enumerate()
-            .for_each(|(kb, block)| {
-                let pc = kb * kc;
-                let kcb = kc.min(k - pc);
-                block
-                    .par_chunks_mut(kcb * group)
-                    .enumerate()
-                    .for_each(|(g, slot)| {
-                        let j0 = g * group;
-                        let b = b.get();
-                        // SAFETY: rows pc..pc+kcb and columns j0..j0+cols are inside B (caller);
-                        // the slot holds those columns' panels.
-                        unsafe {
-                            let src = Block {
-                                ptr: b.ptr.add(pc * b.rs + j0 * b.cs),
-                                ..b
-                            };
-                            pack_b::<K, W, W>(src, kcb, (n - j0).min(group), slot, |v| v);
-                        }
-                    })
-            });
-        out
-    };
-    let out = match pool {
-        Some(pool) => pool.install(pack),
-        None => pack(),
-    };
+    // SAFETY: B is readable for k × n (caller); `out` holds k · n_pad elements.
+    unsafe { prepack::<K, W, W>(p.b, p.k, p.n, kc, out, |v| v, pool) };
     Some(Prepacked {
         ptr: out.as_ptr(),
         kc,
@@ -313,21 +324,6 @@ unsafe fn pack_shared<K: Microkernel, W: Weight>(
         j0: 0,
     })
 }
-
-/// B's view, shared read-only by the packing threads.
-#[derive(Clone, Copy)]
-struct SendBlock<W>(Block<W>);
-
-impl<W> SendBlock<W> {
-    /// The view (a method, so that closures capture the whole `Send` wrapper).
-    fn get(self) -> Block<W> {
-        self.0
-    }
-}
-// SAFETY: the packing threads only read through the pointer.
-unsafe impl<W> Send for SendBlock<W> {}
-// SAFETY: as above.
-unsafe impl<W> Sync for SendBlock<W> {}
 
 /// Runs `part` on the blocks of `p`'s output that [`Split`] gives up to `threads` threads of
 /// `pool` (tiles of `K`, for a problem computed on `path`), each with its thread's workspace.

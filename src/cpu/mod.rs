@@ -438,7 +438,7 @@ impl Cpu {
         w: Block<S>,
         k: usize,
         n: usize,
-        convert: impl Fn(S) -> bf16 + Copy,
+        convert: impl Fn(S) -> bf16 + Copy + Sync,
     ) -> Result<PackedWeights> {
         #[cfg(target_arch = "x86_64")]
         if self.bf16_dot() {
@@ -467,21 +467,21 @@ impl Cpu {
         w: Block<S>,
         k: usize,
         n: usize,
-        convert: impl Fn(S) -> W + Copy,
+        convert: impl Fn(S) -> W + Copy + Sync,
         panels: fn(Vec<W>) -> Panels,
     ) -> Result<PackedWeights> {
         fn go<K: Microkernel, S: Copy, W: Weight>(
             w: Block<S>,
             k: usize,
             n: usize,
-            convert: impl Fn(S) -> W + Copy,
+            convert: impl Fn(S) -> W + Copy + Sync,
         ) -> Result<(usize, usize, Vec<W>)> {
             let kc = driver::even_kc(k, CacheSizes::detect().blocking(K::MR, K::NR).kc);
             let n_pad = n.checked_next_multiple_of(K::NR).unwrap_or(usize::MAX);
             let len = alloc::elements("packed w", &[k, n_pad])?;
             let mut data = alloc::filled("packed w", len, W::zeroed())?;
             // SAFETY: w was validated for k × n; data has the packed length k · n_pad.
-            unsafe { driver::prepack::<K, S, W>(w, k, n, kc, &mut data, convert) };
+            unsafe { driver::prepack::<K, S, W>(w, k, n, kc, &mut data, convert, None) };
             Ok((kc, n_pad, data))
         }
         let (kc, n_pad, data) = dispatch!(self.kernel, n, K => go::<K, S, W>(w, k, n, convert))?;
