@@ -2,7 +2,7 @@
 //! and block sizes, random strides (transposed, padded, non-contiguous), every activation, with
 //! and without bias, alpha/beta accumulation; outputs pre-filled with NaN.
 
-use densecore::cpu::{Cpu, Kernel, VECTOR_ACTIVATION_TOLERANCE, WeightFormat};
+use densecore::cpu::{CacheSizes, Cpu, Kernel, VECTOR_ACTIVATION_TOLERANCE, WeightFormat};
 use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
@@ -592,6 +592,46 @@ fn far_apart_rows_of_a_are_packed_exactly() {
             )
             .unwrap();
             assert_eq!(y, want, "{:?}, {threads} threads", cpu.kernel());
+        }
+    }
+}
+
+/// A few rows over a row-major B larger than L2 take the thin path in short K blocks (see
+/// `driver::plan`), accumulating through C between blocks, with a ragged last column panel:
+/// small integers, so every kernel must give the exact sums, in y and in the training z.
+#[test]
+fn few_rows_over_a_large_b_sum_exactly() {
+    let k = 1027;
+    // Just past L2, and not a whole number of 32-column panels.
+    let n = (CacheSizes::detect().l2 / 4 / k + 1).next_multiple_of(32) + 8;
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i / n * (i % n)) % 5) as f32 - 2.0)
+        .collect();
+    let bias: Vec<f32> = (0..n).map(|j| (j % 7) as f32).collect();
+    let wv = MatRef::row_major(&w, k, n);
+    for m in [1, 3, 7] {
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i / k + i % k) % 3) as f32 - 1.0)
+            .collect();
+        let xv = MatRef::row_major(&x, m, k);
+        let mut want_z = vec![f32::NAN; m * n];
+        let out = MatMut::row_major(&mut want_z, m, n);
+        reference::dense(xv, wv, Some(&bias), Activation::Linear, out).unwrap();
+        let want_y: Vec<f32> = want_z.iter().map(|&v| v.max(0.0)).collect();
+        for cpu in kernels() {
+            for threads in [1, 2] {
+                let cpu = cpu.clone().with_threads(threads).unwrap();
+                let (mut y, mut z) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                let (zv, yv) = (
+                    MatMut::row_major(&mut z, m, n),
+                    MatMut::row_major(&mut y, m, n),
+                );
+                cpu.dense_train(xv, wv, Some(&bias), Activation::Relu, zv, yv)
+                    .unwrap();
+                let what = format!("{:?}, m = {m}, {threads} threads", cpu.kernel());
+                assert_eq!(z, want_z, "z: {what}");
+                assert_eq!(y, want_y, "y: {what}");
+            }
         }
     }
 }

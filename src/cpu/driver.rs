@@ -154,9 +154,9 @@ unsafe impl<W> Sync for Problem<'_, W> {}
 /// thread count computes every element with the same operations in the same order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Path {
-    /// Few rows: B (row-contiguous) is streamed unpacked through thin tiles, A is not packed,
-    /// K is not split.
-    Thin,
+    /// Few rows: B (row-contiguous) is streamed unpacked through thin tiles in K blocks of
+    /// `kc` rows (all of K, or prepacked B's blocks), A is not packed.
+    Thin { kc: usize },
     /// The BLIS loops; A is packed unless row-contiguous.
     Blocked { pack_a: bool, kc: usize },
 }
@@ -172,7 +172,16 @@ pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking)
         K::MR + 2
     };
     if p.m <= thin_rows && (p.b.cs == 1 || p.packed.is_some()) {
-        return Path::Thin;
+        // A tile walks down its column strip of B through all of K: in L2 that costs nothing,
+        // but rows of a larger B are a page or more apart, and one strip per tile crossing a
+        // page per row defeats the prefetchers (4096² at batch 1 ran at 7 GB/s on Zen 2). Short
+        // K blocks swept across all of n read B as a few sequential row streams instead.
+        let kc = match p.packed {
+            Some(pk) => pk.kc,
+            None if b_bytes > blk.l2 => even_kc(p.k, STREAM_KC),
+            None => p.k.max(1),
+        };
+        return Path::Thin { kc };
     }
     // Row-contiguous A is read in place (no copy) unless its rows are a page or more apart:
     // then the MR rows a tile streams fight over L1 sets and TLB entries, and packing pays off
@@ -184,6 +193,11 @@ pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking)
         kc: p.packed.map_or_else(|| even_kc(p.k, blk.kc), |pk| pk.kc),
     }
 }
+
+/// K rows per block of the thin path on unpacked B larger than L2: the row streams it reads at
+/// once (Zen 2, 4096² at batch 1: 4 rows 4.8 ms, 8 rows 4.6–5.0, 16 rows 5.6, 64 rows 7.3, all
+/// of K 9.6).
+const STREAM_KC: usize = 8;
 
 /// The K block size: at most `kc`, all blocks equal (a short last block would pay a full
 /// epilogue for little work).
@@ -264,7 +278,7 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
         // SAFETY: the caller's contract, for q as for p.
         unsafe {
             in_parts::<K, W>(q, path, pool, |q, ws| match path {
-                Path::Thin => thin::<K, W>(q, ws),
+                Path::Thin { kc } => thin::<K, W>(q, kc, ws),
                 Path::Blocked { pack_a, kc } => blocked::<K, W>(q, pack_a, kc, blk, ws),
             })
         }
@@ -378,7 +392,7 @@ impl Split {
         // too; otherwise the longer side. Row-wise activations need whole rows.
         let by_rows = p.act.is_row_wise()
             || match path {
-                Path::Thin => false,
+                Path::Thin { .. } => false,
                 Path::Blocked { pack_a: false, .. } => p.n.div_ceil(K::NR) < threads,
                 Path::Blocked { pack_a: true, .. } => p.m / K::MR >= p.n / K::NR,
             };
@@ -472,12 +486,11 @@ pub(super) fn tile_at<W, V>(p: &Problem<'_, W>, i: usize, j: usize) -> Tile<V> {
 ///
 /// # Safety
 /// As [`gemm`]; `p.b.cs == 1` or B is prepacked.
-unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, ws: &mut Workspace) {
+unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mut Workspace) {
     let nr = K::NR;
-    let kc = p.packed.map_or(p.k.max(1), |pk| pk.kc);
     let k_blocks = p.k.div_ceil(kc).max(1);
     let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, p.n.next_multiple_of(nr));
-    // A ragged last panel of raw B (one K block) is copied, zero-padded, once per call.
+    // A ragged last panel of raw B (all K rows) is copied, zero-padded, once per call.
     let tail_j0 = p.n / nr * nr;
     let tail = (p.packed.is_none() && tail_j0 < p.n).then(|| {
         let panel = grown(&mut ws.b, nr * p.k);
@@ -504,7 +517,8 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, ws: &mut Workspace
                     Some(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr, kcb * nr),
                     // SAFETY: row pc and column j0 < n are inside B.
                     None => match tail {
-                        Some(panel) if j0 == tail_j0 => (panel, nr, 0),
+                        // SAFETY: row pc < k of the k-row panel.
+                        Some(panel) if j0 == tail_j0 => (unsafe { panel.add(pc * nr) }, nr, 0),
                         // SAFETY: row pc and column j0 < n are inside B.
                         _ => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs, nr),
                     },

@@ -85,34 +85,64 @@ pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: Weight>(
     }
     let interleave = W::PAIRED && K::BF16_PAIRS;
     debug_assert!(nr <= MAX_NR && (!interleave || nr.is_multiple_of(2 * K::LANES)));
-    for (panel, dst) in out
-        .chunks_exact_mut(nr * kc)
-        .take(nc.div_ceil(nr))
-        .enumerate()
-    {
-        let j0 = panel * nr;
-        let cols = nr.min(nc - j0);
-        for p in 0..kc {
-            let row = &mut dst[p * nr..(p + 1) * nr];
-            // SAFETY: row p < kc and columns j0..j0+cols < nc are inside the block.
-            unsafe {
-                let src = b.ptr.add(p * b.rs + j0 * b.cs);
-                if b.cs == 1 && cols == nr {
-                    // NR is a constant here: a fixed-size copy, not a call per row.
-                    let src = std::slice::from_raw_parts(src, nr);
-                    for (d, &v) in row.iter_mut().zip(src) {
-                        *d = convert(v);
-                    }
-                } else {
-                    for (j, d) in row[..cols].iter_mut().enumerate() {
-                        *d = convert(*src.add(j * b.cs));
-                    }
-                    row[cols..].fill(W::zeroed());
+    // Row-contiguous B: a few rows at a time across all panels, so B is read as that many
+    // sequential row streams (panel by panel, each of kc rows would be touched for NR elements
+    // only, a page or more apart in a large B, which the prefetchers do not follow). A
+    // transposed B's panels are column streams already: one panel at a time.
+    let group = if b.cs == 1 { PACK_ROWS } else { kc };
+    for p0 in (0..kc).step_by(group) {
+        let rows = p0..kc.min(p0 + group);
+        for (panel, dst) in out
+            .chunks_exact_mut(nr * kc)
+            .take(nc.div_ceil(nr))
+            .enumerate()
+        {
+            // SAFETY: rows < kc and the panel's columns < nc are inside the block (caller).
+            unsafe { pack_b_rows::<K, S, W>(b, rows.clone(), panel * nr, nc, dst, &convert) };
+        }
+    }
+}
+
+/// Rows of a row-contiguous B read together by [`pack_b`].
+const PACK_ROWS: usize = 8;
+
+/// Rows `rows` of the B panel starting at column `j0` (of `nc`) into `dst`, that panel's
+/// `kc × NR` values.
+///
+/// # Safety
+/// As [`pack_b`].
+#[inline(always)]
+unsafe fn pack_b_rows<K: Microkernel, S: Copy, W: Weight>(
+    b: Block<S>,
+    rows: std::ops::Range<usize>,
+    j0: usize,
+    nc: usize,
+    dst: &mut [W],
+    convert: &impl Fn(S) -> W,
+) {
+    let nr = K::NR;
+    let interleave = W::PAIRED && K::BF16_PAIRS;
+    let cols = nr.min(nc - j0);
+    for p in rows {
+        let row = &mut dst[p * nr..(p + 1) * nr];
+        // SAFETY: row p < kc and columns j0..j0+cols < nc are inside the block (caller).
+        unsafe {
+            let src = b.ptr.add(p * b.rs + j0 * b.cs);
+            if b.cs == 1 && cols == nr {
+                // NR is a constant here: a fixed-size copy, not a call per row.
+                let src = std::slice::from_raw_parts(src, nr);
+                for (d, &v) in row.iter_mut().zip(src) {
+                    *d = convert(v);
                 }
+            } else {
+                for (j, d) in row[..cols].iter_mut().enumerate() {
+                    *d = convert(*src.add(j * b.cs));
+                }
+                row[cols..].fill(W::zeroed());
             }
-            if interleave {
-                interleave_pairs(row, K::LANES);
-            }
+        }
+        if interleave {
+            interleave_pairs(row, K::LANES);
         }
     }
 }
