@@ -44,6 +44,48 @@ impl SimdF32 for F32x8 {
         // SAFETY: 8 writable f32 at p (caller); AVX is present (module docs).
         unsafe { _mm256_storeu_ps(p, self.0) }
     }
+    // Edge columns (N = 10 is a full register and 2 lanes) in pieces of 4, 2 and 1 lanes: AVX2's
+    // masked stores are microcoded on AMD, and a stack copy costs a memcpy call per row.
+    #[inline(always)]
+    unsafe fn load_first(p: *const f32, n: usize) -> Self {
+        // SAFETY: n ≤ 8 f32 are readable at p (caller), and each piece reads below p + n.
+        unsafe {
+            let piece = |p: *const f32, n: usize| match n {
+                0 => _mm_setzero_ps(),
+                1 => _mm_load_ss(p),
+                2 => _mm_castpd_ps(_mm_load_sd(p.cast())),
+                3 => _mm_movelh_ps(_mm_castpd_ps(_mm_load_sd(p.cast())), _mm_load_ss(p.add(2))),
+                _ => _mm_loadu_ps(p),
+            };
+            Self(if n > 4 {
+                _mm256_set_m128(piece(p.add(4), n - 4), _mm_loadu_ps(p))
+            } else {
+                _mm256_castps128_ps256(piece(p, n))
+            })
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, n: usize) {
+        // SAFETY: n ≤ 8 f32 are writable at p (caller), and each piece writes below p + n.
+        unsafe {
+            let (mut v, mut p, mut n) = (_mm256_castps256_ps128(self.0), p, n);
+            if n >= 4 {
+                _mm_storeu_ps(p, v);
+                (v, p, n) = (_mm256_extractf128_ps::<1>(self.0), p.add(4), n - 4);
+            }
+            if n >= 4 {
+                _mm_storeu_ps(p, v);
+                return;
+            }
+            if n >= 2 {
+                _mm_store_sd(p.cast(), _mm_castps_pd(v));
+                (v, p, n) = (_mm_movehl_ps(v, v), p.add(2), n - 2);
+            }
+            if n == 1 {
+                _mm_store_ss(p, v);
+            }
+        }
+    }
     #[inline(always)]
     unsafe fn load_bf16(p: *const bf16) -> Self {
         // SAFETY: 8 readable bf16 at p (caller); AVX2 is present (module docs). Zero-extend each
@@ -186,5 +228,47 @@ impl Microkernel for Avx2Fma {
         }
         // SAFETY: the caller detected the features `chains` is compiled with.
         unsafe { chains(iters) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Partial loads and stores touch exactly the first `n` lanes, for every `n`.
+    #[test]
+    fn partial_loads_and_stores_stay_inside_n_lanes() {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn check() {
+            let src: Vec<f32> = (1..=8).map(|i| i as f32).collect();
+            for n in 0..=8 {
+                let mut out = [f32::NAN; 12];
+                // SAFETY: 8 values at src; 12 at out, of which [2, 2 + n) are written.
+                let lanes = unsafe {
+                    let v = F32x8::load_first(src.as_ptr(), n);
+                    v.store_first(out.as_mut_ptr().add(2), n);
+                    let mut lanes = [0.0f32; 8];
+                    v.store(lanes.as_mut_ptr());
+                    lanes
+                };
+                for i in 0..8 {
+                    let want = if i < n { src[i] } else { 0.0 };
+                    assert_eq!(lanes[i], want, "load_first n={n} lane {i}");
+                }
+                for (i, &o) in out.iter().enumerate() {
+                    if (2..2 + n).contains(&i) {
+                        assert_eq!(o, src[i - 2], "store_first n={n} at {i}");
+                    } else {
+                        assert!(o.is_nan(), "store_first n={n} wrote outside at {i}");
+                    }
+                }
+            }
+        }
+        if !crate::cpu::Kernel::Avx2Fma.is_available() {
+            eprintln!("no AVX2+FMA+F16C on this CPU: the avx2 kernel is not used here");
+            return;
+        }
+        // SAFETY: the features were detected just above.
+        unsafe { check() }
     }
 }
