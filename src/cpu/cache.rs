@@ -1,6 +1,6 @@
 //! The cache model: data-cache sizes read once from the OS, and the blocking derived from them
-//! (BLIS' analytical rules: a `kc × NR` B micro-panel fills half of L1 where that leaves kc ≥ 256,
-//! an `mc × kc` A block half of L2, a `kc × nc` B block half of the shared L3).
+//! (BLIS' analytical rules for the A block, half of L2, and the B block, half of the shared L3,
+//! around a fixed K block).
 
 use std::sync::OnceLock;
 
@@ -61,13 +61,12 @@ impl CacheSizes {
     /// Blocking for a microkernel with an `mr × nr` tile.
     pub(crate) fn blocking(self, mr: usize, nr: usize) -> Blocking {
         const F32: usize = std::mem::size_of::<f32>();
-        // A kc × nr micro-panel of B stays in half of L1 while A panels stream past it, where
-        // that leaves a K block of at least 256 steps. A wider panel (AVX-512's 32 columns on a
-        // 32-48 KiB L1) streams from L2 instead, and then a long K block is what counts: each
-        // block reloads and stores the C tile (Zen 4, 14×32: kc 128 → 384-512 took 512³ and
-        // 1024³ from 0.8 to 0.93-1.0 of faer in the same runs).
-        let l1_kc = self.l1d / 2 / (nr * F32);
-        let kc = if l1_kc >= 256 { l1_kc.min(512) } else { 512 };
+        // K blocks of 512 steps for every kernel, not BLIS' "B micro-panel in half of L1": each
+        // block restarts every tile and reloads and stores its C tile, which costs more than a
+        // micro-panel streaming from L2 instead of L1 (Zen 4, avx512 14×32, kc 128 → 384-512:
+        // 512³ and 1024³ from 0.8 to 0.93-1.0 of faer; Zen 2, avx2 6×16, kc 256 → 512: 512³
+        // 3.67 → 3.37-3.50 ms, 784→128 at batch 256 725-745 → 664-681 µs, same runs).
+        let kc = 512;
         let mc = (self.l2 / 2 / (kc * F32) / mr * mr).clamp(mr * 4, mr * 120);
         let nc = (self.l3 / 2 / (kc * F32) / nr * nr).clamp(nr * 16, nr * 512);
         Blocking {
