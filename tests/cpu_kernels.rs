@@ -743,7 +743,12 @@ fn special_values_match_reference() {
                         cpu.kernel(),
                         want64[idx]
                     );
-                    assert_eq!(got.to_bits(), y2[idx].to_bits(), "{act}({v}): dense_train");
+                    assert_eq!(
+                        got.to_bits(),
+                        y2[idx].to_bits(),
+                        "{} {act}({v}) in a {rows}×{cols} output: dense_train",
+                        cpu.kernel()
+                    );
                     assert!(z2[idx] == v || v.is_nan() && z2[idx].is_nan(), "z of {v}");
                 }
                 if act.is_row_wise() {

@@ -291,14 +291,16 @@ pub(crate) fn activate<S: SimdF32>(act: Activation, x: S) -> S {
             let a = S::splat(alpha);
             x.keep_nan(x.max(zero).add(exp(x.div(a)).sub(one).mul(a).min(zero)))
         }
+        // erf and tanh take |x|: for −NaN the product meets two NaNs of opposite sign, and which
+        // one x86 returns depends on the operand order the compiler picked: keep x's.
         Activation::Gelu => {
             let cdf = one.add(erf(x.mul(S::splat(std::f32::consts::FRAC_1_SQRT_2))));
-            S::splat(0.5).mul(x).mul(cdf)
+            x.keep_nan(S::splat(0.5).mul(x).mul(cdf))
         }
         Activation::GeluTanh => {
             let cubic = x.mul(x).mul(x).mul(S::splat(GELU_TANH_CUBIC as f32));
             let inner = x.add(cubic).mul(S::splat(GELU_TANH_SCALE as f32));
-            S::splat(0.5).mul(x).mul(one.add(tanh(inner)))
+            x.keep_nan(S::splat(0.5).mul(x).mul(one.add(tanh(inner))))
         }
         Activation::Sigmoid => sigmoid(x),
         Activation::HardSigmoid => x.keep_nan(x.add(S::splat(3.0)).max(zero).min(six).div(six)),
