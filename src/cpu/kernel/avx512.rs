@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
+use super::{Epilogue, Microkernel, Tile, Weight, prefetch_c, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains};
 
 #[derive(Clone, Copy, Debug)]
@@ -150,6 +150,7 @@ pub(crate) struct Avx512;
 /// for thin tiles so each keeps at least 8 FMA chains in flight.
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn tile_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
+    prefetch_c(t, rows);
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
@@ -175,6 +176,7 @@ unsafe fn tile_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
 /// rows in long runs with 8+ FMA chains.
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn tile_wide_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
+    prefetch_c(t, rows);
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
@@ -238,6 +240,7 @@ pub(crate) struct Avx512Narrow;
 
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn tile_narrow<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
+    prefetch_c(t, rows);
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {

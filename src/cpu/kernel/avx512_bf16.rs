@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use half::bf16;
 
 use super::avx512::F32x16;
-use super::{Epilogue, Tile, prefetch, store};
+use super::{Epilogue, Tile, prefetch_c, store};
 use crate::cpu::pack::Block;
 
 /// Rows of the main tile.
@@ -90,12 +90,7 @@ unsafe fn body<const ROWS: usize, const KP: usize>(ops: &Pairs, out: &Tile<bf16>
     // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
     let arow: [*const u32; ROWS] =
         std::array::from_fn(|i| unsafe { ops.a.add(i.min(out.m - 1) * ops.ars) });
-    for i in 0..out.m.min(ROWS) {
-        let row = out.c.wrapping_add(i * out.crs);
-        for j in (0..out.n * out.ccs).step_by(16) {
-            prefetch(row.wrapping_add(j));
-        }
-    }
+    prefetch_c(out, ROWS);
     let step = |acc: &mut [[__m512; 2]; ROWS], q: usize| {
         // SAFETY: q < pairs: pair row q of the B panel and word q of A's valid rows are
         // readable.

@@ -223,19 +223,6 @@ pub(crate) unsafe fn tile<
         }
     };
 
-    // C is read or written once per K block, long after its last use: the AVX-512 tiles (up to
-    // 28 lines of C) ask for its lines now, so they arrive while the K loop runs. The 6×16 AVX2
-    // tile's 6 lines are not worth the instructions (Zen 2, same runs: 64³ 8.75 → 8.1-8.2 µs,
-    // 128³ 58.7 → 55.5 µs without them, 512³ and 784→128 unchanged).
-    if S::LANES >= 16 {
-        for i in 0..t.m.min(MR) {
-            let row = t.c.wrapping_add(i * t.crs);
-            for j in (0..t.n * t.ccs).step_by(16) {
-                prefetch(row.wrapping_add(j));
-            }
-        }
-    }
-
     // The K loop.
     let mut sets = [[[S::splat(0.0); NV]; MR]; KP];
     let body = t.kc / KP * KP;
@@ -281,16 +268,28 @@ pub(crate) unsafe fn widen<S: SimdF32, W: Weight, const PV: usize>(
     }
 }
 
-/// A hint to bring the cache line at `p` into L1 for writing (no-op where not supported).
+/// Asks for the lines of the tile's `min(m, rows) × n` corner of C, for writing: C is read or
+/// written once per K block, long after its last use, so its lines can arrive while the K loop
+/// runs. The AVX-512 tiles (up to 28 lines of C) call it first; the 6×16 AVX2 tile's 6 lines are
+/// not worth the instructions (Zen 2, same runs: 64³ 8.75 → 8.1-8.2 µs, 128³ 58.7 → 55.5 µs
+/// without them, 512³ and 784→128 unchanged).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_c<W>(t: &Tile<W>, rows: usize) {
+    for i in 0..t.m.min(rows) {
+        let row = t.c.wrapping_add(i * t.crs);
+        for j in (0..t.n * t.ccs).step_by(16) {
+            prefetch(row.wrapping_add(j));
+        }
+    }
+}
+
+/// A hint to bring the cache line at `p` into L1 for writing.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch(p: *const f32) {
-    #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults, whatever the address; SSE is in the x86_64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(p.cast()) };
 }
 
 /// The epilogue, on registers: `c ← act(alpha·acc + beta·c + bias)` (and z), stored to the
