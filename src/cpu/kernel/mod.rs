@@ -399,11 +399,21 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
 ) {
     // The activation is chosen once per tile, not per register, where its jump table cost a
     // fifth of a K = 32 tile (dW of a batch of 32: 123 → 100 µs, Zen 2). Identity and relu,
-    // the activations of the gradient GEMMs and of most layers, get loops of their own.
-    // SAFETY (all three): forwarded contract.
+    // the activations of the gradient GEMMs and of most layers, get loops of their own; the
+    // gate (backward GEMMs) and the others share one, which keeps the kernels' code small.
+    // The closures must be inlined: they are compiled without the kernel's target features.
+    // SAFETY (all): forwarded contract; `pz` holds `cols` values of z when z is used.
     unsafe {
-        match epi.act {
-            Activation::Linear | Activation::Softmax | Activation::LogSoftmax => finish_with(
+        match (epi.act, epi.z) {
+            (act, ZMode::Gate(g)) => each_register(
+                acc,
+                bias,
+                epi,
+                out,
+                #[inline(always)]
+                |r, pz, cols| activate(act, r).mul(derivative(g, load_cols(pz, cols))),
+            ),
+            (Activation::Linear | Activation::Softmax | Activation::LogSoftmax, _) => finish_with(
                 acc,
                 bias,
                 epi,
@@ -411,7 +421,7 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
                 #[inline(always)]
                 |y| y,
             ),
-            Activation::Relu => finish_with(
+            (Activation::Relu, _) => finish_with(
                 acc,
                 bias,
                 epi,
@@ -419,7 +429,7 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
                 #[inline(always)]
                 |y| activate(Activation::Relu, y),
             ),
-            act => finish_with(
+            (act, _) => finish_with(
                 acc,
                 bias,
                 epi,
@@ -431,7 +441,7 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
-/// [`finish`] with the activation `act`.
+/// [`finish`] without a gate, with the activation `act`.
 ///
 /// # Safety
 /// As [`finish`].
@@ -443,20 +453,11 @@ unsafe fn finish_with<S: SimdF32, const MR: usize, const NV: usize>(
     out: Out,
     act: impl Fn(S) -> S + Copy,
 ) {
-    // One loop per z mode, so the common no-z loop carries no per-register branch. The
-    // closures must be inlined: they are compiled without the kernel's target features.
-    // SAFETY (all three): forwarded contract; `pz` holds `cols` values of z when z is used.
+    // One loop per z mode, so the common no-z loop carries no per-register branch.
+    // SAFETY (both): forwarded contract; `pz` holds `cols` values of z when z is used.
     unsafe {
-        match epi.z {
-            ZMode::Unused => each_register(
-                acc,
-                bias,
-                epi,
-                out,
-                #[inline(always)]
-                |r, _, _| act(r),
-            ),
-            ZMode::Store => each_register(
+        if epi.z == ZMode::Store {
+            each_register(
                 acc,
                 bias,
                 epi,
@@ -466,15 +467,16 @@ unsafe fn finish_with<S: SimdF32, const MR: usize, const NV: usize>(
                     store_cols(r, pz, cols);
                     act(r)
                 },
-            ),
-            ZMode::Gate(g) => each_register(
+            )
+        } else {
+            each_register(
                 acc,
                 bias,
                 epi,
                 out,
                 #[inline(always)]
-                |r, pz, cols| act(r).mul(derivative(g, load_cols(pz, cols))),
-            ),
+                |r, _, _| act(r),
+            )
         }
     }
 }
