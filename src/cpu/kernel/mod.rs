@@ -413,22 +413,10 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
                 #[inline(always)]
                 |r, pz, cols| activate(act, r).mul(derivative(g, load_cols(pz, cols))),
             ),
-            (Activation::Linear | Activation::Softmax | Activation::LogSoftmax, _) => finish_with(
-                acc,
-                bias,
-                epi,
-                out,
-                #[inline(always)]
-                |y| y,
-            ),
-            (Activation::Relu, _) => finish_with(
-                acc,
-                bias,
-                epi,
-                out,
-                #[inline(always)]
-                |y| activate(Activation::Relu, y),
-            ),
+            (Activation::Linear | Activation::Softmax | Activation::LogSoftmax, _) => {
+                finish_with(acc, bias, epi, out, identity)
+            }
+            (Activation::Relu, _) => finish_with(acc, bias, epi, out, relu),
             (act, _) => finish_with(
                 acc,
                 bias,
@@ -439,6 +427,18 @@ unsafe fn finish<S: SimdF32, const MR: usize, const NV: usize>(
             ),
         }
     }
+}
+
+/// The identity activation, as a function [`finish_with`] inlines.
+#[inline(always)]
+fn identity<S: SimdF32>(y: S) -> S {
+    y
+}
+
+/// Relu, as a function [`finish_with`] inlines.
+#[inline(always)]
+fn relu<S: SimdF32>(y: S) -> S {
+    activate(Activation::Relu, y)
 }
 
 /// [`finish`] without a gate, with the activation `act`.
