@@ -142,13 +142,6 @@ impl SimdF32 for F32x8 {
         })
     }
     #[inline(always)]
-    fn round(self) -> Self {
-        // SAFETY: AVX is present (module docs).
-        Self(unsafe {
-            _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
-        })
-    }
-    #[inline(always)]
     fn pow2i(self) -> Self {
         // SAFETY: AVX2 is present (module docs).
         Self(unsafe {

@@ -123,18 +123,6 @@ impl SimdF32 for F32x16 {
         })
     }
     #[inline(always)]
-    fn round(self) -> Self {
-        // SAFETY: AVX-512F is present (module docs).
-        Self(unsafe {
-            _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
-        })
-    }
-    #[inline(always)]
-    fn ldexp(self, n: Self) -> Self {
-        // SAFETY: AVX-512F is present (module docs).
-        Self(unsafe { _mm512_scalef_ps(self.0, n.0) })
-    }
-    #[inline(always)]
     fn pow2i(self) -> Self {
         // SAFETY: AVX-512F is present (module docs).
         Self(unsafe {

@@ -90,11 +90,6 @@ impl SimdF32 for F32x4 {
         Self(unsafe { vbslq_f32(vceqq_f32(self.0, self.0), r.0, self.0) })
     }
     #[inline(always)]
-    fn round(self) -> Self {
-        // SAFETY: NEON is in the aarch64 baseline.
-        Self(unsafe { vrndnq_f32(self.0) })
-    }
-    #[inline(always)]
     fn pow2i(self) -> Self {
         // SAFETY: NEON is in the aarch64 baseline.
         Self(unsafe {

@@ -71,10 +71,6 @@ impl SimdF32 for F32x8 {
         Self(self.0.is_nan().blend(self.0, r.0))
     }
     #[inline(always)]
-    fn round(self) -> Self {
-        Self(self.0.round())
-    }
-    #[inline(always)]
     fn pow2i(self) -> Self {
         let n = self.0.to_array();
         Self(f32x8::from(
