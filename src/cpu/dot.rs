@@ -124,7 +124,7 @@ unsafe fn run(p: &Problem<'_, bf16>, blk: Blocking, ws: &mut Workspace) {
                 }
                 if last {
                     // SAFETY: rows ic..ic+mcb of C are complete.
-                    unsafe { finish_rows(p, ic, mcb, &mut ws.row) };
+                    unsafe { finish_rows::<Avx512, _>(p, ic, mcb, &mut ws.row) };
                 }
             }
         }

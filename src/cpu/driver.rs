@@ -551,7 +551,7 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mu
             }
         }
         // SAFETY: rows i0..i0+rows of C are complete.
-        unsafe { finish_rows(p, i0, rows, &mut ws.row) };
+        unsafe { finish_rows::<K, W>(p, i0, rows, &mut ws.row) };
     }
 }
 
@@ -651,19 +651,19 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                 }
                 if last {
                     // SAFETY: rows ic..ic+mcb of C are complete.
-                    unsafe { finish_rows(p, ic, mcb, row) };
+                    unsafe { finish_rows::<K, W>(p, ic, mcb, row) };
                 }
             }
         }
     }
 }
 
-/// Applies softmax/log_softmax (no-op for other activations) to C rows `i0..i0+rows`, right
-/// after the row block is complete, so it is still in cache.
+/// Applies softmax/log_softmax (no-op for other activations) to C rows `i0..i0+rows` with the
+/// kernel's vector exp, right after the row block is complete, so it is still in cache.
 ///
 /// # Safety
-/// Those rows of `p.c` are valid for `p.n` columns.
-pub(super) unsafe fn finish_rows<W>(
+/// Those rows of `p.c` are valid for `p.n` columns; `K`'s CPU features exist.
+pub(super) unsafe fn finish_rows<K: Microkernel, W>(
     p: &Problem<'_, W>,
     i0: usize,
     rows: usize,
@@ -672,18 +672,20 @@ pub(super) unsafe fn finish_rows<W>(
     if !p.act.is_row_wise() {
         return;
     }
+    let log = p.act == Activation::LogSoftmax;
     for i in i0..i0 + rows {
         // SAFETY: row i is inside C (caller).
         let base = unsafe { p.c.add(i * p.rsc) };
         if p.csc == 1 {
-            // SAFETY: a row-contiguous row of n elements that no other reference touches.
-            p.act
-                .apply_row(unsafe { std::slice::from_raw_parts_mut(base, p.n) });
+            // SAFETY: a row-contiguous row of n elements that no other reference touches; the
+            // kernel's features are the caller's.
+            unsafe { K::softmax_row(std::slice::from_raw_parts_mut(base, p.n), log) };
         } else {
             tmp.clear();
             // SAFETY: element j of row i is at base + j·csc, inside C.
             tmp.extend((0..p.n).map(|j| unsafe { *base.add(j * p.csc) }));
-            p.act.apply_row(tmp);
+            // SAFETY: the kernel's features are the caller's.
+            unsafe { K::softmax_row(tmp, log) };
             for (j, &v) in tmp.iter().enumerate() {
                 // SAFETY: as above.
                 unsafe { *base.add(j * p.csc) = v };

@@ -103,6 +103,13 @@ pub(crate) trait SimdF32: Copy {
     /// Lanewise `if self.is_nan() { self } else { r }`: puts back the NaN inputs that a
     /// formula's clamps (`max`/`min` return the other operand for NaN) turned into numbers.
     fn keep_nan(self, r: Self) -> Self;
+    /// Lanewise `min(hi, max(lo, self))`, NaN lanes kept NaN. x86 and NEON `max`/`min` give
+    /// that as they are (x86 returns the second operand for NaN, NEON propagates NaN), so
+    /// their clamp is two instructions; elsewhere NaN is put back.
+    #[inline(always)]
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        self.keep_nan(Self::splat(hi).min(Self::splat(lo).max(self)))
+    }
     /// `2^self` for integer-valued lanes in [−126, 127]; −127 gives 0.
     fn pow2i(self) -> Self;
 }
@@ -142,9 +149,8 @@ pub(crate) fn exp<S: SimdF32>(x: S) -> S {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding 1.5·2²³ rounds to an integer (|x·log₂e| < 2²²) in one FMA.
     const ROUND: f32 = 12_582_912.0;
-    // The clamp keeps n in [−126, 128]. x86 max/min return their second operand for NaN: keep
-    // x there.
-    let xc = S::splat(88.8).min(S::splat(-87.5).max(x));
+    // The clamp keeps n in [−126, 128]; NaN goes through every step below.
+    let xc = x.clamp(-87.5, 88.8);
     let n = xc
         .mul_add(S::splat(std::f32::consts::LOG2_E), S::splat(ROUND))
         .sub(S::splat(ROUND));
@@ -163,11 +169,8 @@ pub(crate) fn exp<S: SimdF32>(x: S) -> S {
         ],
     );
     let two = S::splat(2.0);
-    let e = p
-        .mul_add(r.mul(r), r.mul_add(two, two))
-        .mul(n.sub(S::splat(1.0)).pow2i());
-    // Other ISAs' max/min may turn NaN into a bound: e^NaN is NaN.
-    x.keep_nan(e)
+    p.mul_add(r.mul(r), r.mul_add(two, two))
+        .mul(n.sub(S::splat(1.0)).pow2i())
 }
 
 /// ln(1 + u) for u in [0, 1]: u·P(u) with P a degree-8 fit of ln(1 + u)/u (relative error
@@ -208,7 +211,7 @@ fn softplus<S: SimdF32>(x: S) -> S {
 fn tanh<S: SimdF32>(x: S) -> S {
     // Past 9.1 the fit exceeds 1 and the result is clamped to ±1 exactly, as tanh rounds there
     // (gelu_tanh(−∞) = −∞·0 is NaN, as in the scalar formula).
-    let xc = S::splat(9.2).min(S::splat(-9.2).max(x));
+    let xc = x.clamp(-9.2, 9.2);
     let t = xc.mul(xc);
     let p = poly(
         t,
@@ -222,9 +225,7 @@ fn tanh<S: SimdF32>(x: S) -> S {
         ],
     );
     let q = poly(t, &[2.281e-4, 2.376_316_3e-2, 0.462_525_1, 1.0]);
-    // Other ISAs' max/min may turn NaN into a bound: tanh(NaN) is NaN.
-    let one = S::splat(1.0);
-    x.keep_nan(one.min(S::splat(-1.0).max(xc.mul(p).div(q))))
+    xc.mul(p).div(q).clamp(-1.0, 1.0)
 }
 
 /// The standard normal CDF Φ(x) = (1 + erf(x/√2))/2, by Abramowitz & Stegun 7.1.28:
@@ -367,6 +368,49 @@ pub(crate) fn derivative<S: SimdF32>(act: Activation, z: S) -> S {
     }
 }
 
+/// Softmax (or, with `log`, log_softmax) of one contiguous row in place, with the formulas of
+/// [`Activation::apply_row`]: the row maximum (NaN ignored, as `f32::max` does) is subtracted
+/// before the vector [`exp`], and NaN or ∞ in the row give what they give there. Softmax
+/// stores e^(x − max) in the first pass and scales it in the second, one exp per element.
+#[inline(always)]
+pub(crate) fn softmax_row<S: SimdF32>(row: &mut [f32], log: bool) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    // An all −∞ row has no defined maximum shift; keep the shift finite so exp stays 0.
+    let shift = if max.is_finite() { max } else { 0.0 };
+    let mut sums = S::splat(0.0);
+    let mut chunks = row.chunks_exact_mut(S::LANES);
+    for c in &mut chunks {
+        // SAFETY: c holds LANES floats.
+        let e = exp(unsafe { S::load(c.as_ptr()) }.sub(S::splat(shift)));
+        if !log {
+            // SAFETY: as above.
+            unsafe { e.store(c.as_mut_ptr()) };
+        }
+        sums = sums.add(e);
+    }
+    let rest = chunks.into_remainder();
+    let mut lanes = [0.0f32; MAX_LANES];
+    // SAFETY: `rest` holds fewer than LANES floats; `lanes` holds MAX_LANES ≥ LANES.
+    unsafe {
+        exp(S::load_first(rest.as_ptr(), rest.len()).sub(S::splat(shift)))
+            .store(lanes.as_mut_ptr());
+    }
+    let mut sum = lanes[..rest.len()].iter().sum::<f32>();
+    if !log {
+        rest.copy_from_slice(&lanes[..rest.len()]);
+    }
+    // SAFETY: as above.
+    unsafe { sums.store(lanes.as_mut_ptr()) };
+    sum += lanes[..S::LANES].iter().sum::<f32>();
+    if log {
+        let log_sum = sum.ln();
+        row.iter_mut().for_each(|v| *v = *v - shift - log_sum);
+    } else {
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
 /// `iters` rounds of 12 independent FMA chains on `S` registers (12 covers 2 FMA pipes × 4
 /// cycles of latency, with room to spare): the FMA peak probe's loop. Returns a lane of the
 /// result so the work cannot be optimized away.
@@ -390,6 +434,36 @@ pub(crate) fn fma_chains<S: SimdF32>(iters: usize) -> f32 {
 mod tests {
     use super::*;
     use crate::cpu::kernel::portable::F32x8;
+
+    /// Rows of every length around the register width, the tail included, with large and
+    /// −∞ entries: softmax and log_softmax as the scalar formulas give them.
+    #[test]
+    fn softmax_rows_match_scalar_formulas() {
+        for n in 0..40 {
+            let row: Vec<f32> = (0..n)
+                .map(|j| match j % 7 {
+                    3 => f32::NEG_INFINITY,
+                    5 => 80.0 + j as f32,
+                    _ => (j as f32 * 1.7).sin() * 30.0,
+                })
+                .collect();
+            for act in [Activation::Softmax, Activation::LogSoftmax] {
+                let mut want = row.iter().map(|&v| v as f64).collect::<Vec<_>>();
+                act.apply_row(&mut want);
+                let mut got = row.clone();
+                softmax_row::<F32x8>(&mut got, act == Activation::LogSoftmax);
+                for (j, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    let ok = if w.is_infinite() {
+                        g as f64 == w
+                    } else {
+                        (g as f64 - w).abs()
+                            <= 4.0 * VECTOR_ACTIVATION_TOLERANCE as f64 * (1.0 + w.abs())
+                    };
+                    assert!(ok, "{act} of a row of {n}, element {j}: {g}, scalar {w}");
+                }
+            }
+        }
+    }
 
     /// Every elementwise activation over a dense sweep of inputs, incl. the range ends.
     #[test]

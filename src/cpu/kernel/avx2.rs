@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use half::{bf16, f16};
 
 use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
-use crate::cpu::simd::{SimdF32, fma_chains};
+use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
 
 #[derive(Clone, Copy, Debug)]
 #[repr(transparent)]
@@ -135,6 +135,11 @@ impl SimdF32 for F32x8 {
         Self(unsafe { _mm256_blendv_ps(b.0, a.0, _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, o.0)) })
     }
     #[inline(always)]
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        // max/min keep NaN here (`SimdF32::clamp`).
+        Self::splat(hi).min(Self::splat(lo).max(self))
+    }
+    #[inline(always)]
     fn keep_nan(self, r: Self) -> Self {
         // SAFETY: AVX is present (module docs).
         Self(unsafe {
@@ -213,6 +218,14 @@ impl Microkernel for Avx2Fma {
         }
         // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
         unsafe { go(src, dst, rows) }
+    }
+    unsafe fn softmax_row(row: &mut [f32], log: bool) {
+        #[target_feature(enable = "avx2,fma")]
+        fn go(row: &mut [f32], log: bool) {
+            softmax_row::<F32x8>(row, log)
+        }
+        // SAFETY: the caller detected the features `go` is compiled with.
+        unsafe { go(row, log) }
     }
     unsafe fn fma_chains(iters: usize) -> f32 {
         #[target_feature(enable = "avx2,fma")]

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use half::{bf16, f16};
 
 use super::{Epilogue, Microkernel, Tile, Weight, prefetch_c, tile, widen};
-use crate::cpu::simd::{SimdF32, fma_chains};
+use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
 
 #[derive(Clone, Copy, Debug)]
 #[repr(transparent)]
@@ -110,6 +110,11 @@ impl SimdF32 for F32x16 {
         Self(unsafe {
             _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, o.0), b.0, a.0)
         })
+    }
+    #[inline(always)]
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        // max/min keep NaN here (`SimdF32::clamp`).
+        Self::splat(hi).min(Self::splat(lo).max(self))
     }
     #[inline(always)]
     fn keep_nan(self, r: Self) -> Self {
@@ -212,6 +217,14 @@ impl Microkernel for Avx512 {
         // SAFETY: forwarded contract; the caller detected AVX-512F.
         unsafe { widen_avx512::<W, 2>(src, dst, rows) }
     }
+    unsafe fn softmax_row(row: &mut [f32], log: bool) {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn go(row: &mut [f32], log: bool) {
+            softmax_row::<F32x16>(row, log)
+        }
+        // SAFETY: the caller detected the features `go` is compiled with.
+        unsafe { go(row, log) }
+    }
     unsafe fn fma_chains(iters: usize) -> f32 {
         #[target_feature(enable = "avx512f,avx2,fma")]
         fn chains(iters: usize) -> f32 {
@@ -274,6 +287,10 @@ impl Microkernel for Avx512Narrow {
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
         // SAFETY: forwarded contract; the caller detected AVX-512F.
         unsafe { widen_avx512::<W, 1>(src, dst, rows) }
+    }
+    unsafe fn softmax_row(row: &mut [f32], log: bool) {
+        // SAFETY: forwarded contract.
+        unsafe { Avx512::softmax_row(row, log) }
     }
     unsafe fn fma_chains(iters: usize) -> f32 {
         // SAFETY: forwarded contract.

@@ -172,6 +172,13 @@ pub(crate) trait Microkernel {
     /// exist.
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize);
 
+    /// Softmax, or with `log` log_softmax, of one contiguous row in place
+    /// (`simd::softmax_row`), compiled with the kernel's features.
+    ///
+    /// # Safety
+    /// The kernel's CPU features exist.
+    unsafe fn softmax_row(row: &mut [f32], log: bool);
+
     /// `iters` rounds of 12 independent register FMA chains (`simd::fma_chains`), compiled
     /// with the kernel's features: the FMA peak probe.
     ///

@@ -7,7 +7,7 @@ use std::arch::asm;
 use half::{bf16, f16};
 
 use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
-use crate::cpu::simd::{SimdF32, fma_chains};
+use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
 
 #[derive(Clone, Copy, Debug)]
 #[repr(transparent)]
@@ -85,6 +85,11 @@ impl SimdF32 for F32x4 {
         Self(unsafe { vbslq_f32(vcgtq_f32(self.0, o.0), a.0, b.0) })
     }
     #[inline(always)]
+    fn clamp(self, lo: f32, hi: f32) -> Self {
+        // max/min keep NaN here (`SimdF32::clamp`).
+        Self::splat(hi).min(Self::splat(lo).max(self))
+    }
+    #[inline(always)]
     fn keep_nan(self, r: Self) -> Self {
         // SAFETY: NEON is in the aarch64 baseline. x == x is false exactly for NaN lanes.
         Self(unsafe { vbslq_f32(vceqq_f32(self.0, self.0), r.0, self.0) })
@@ -144,6 +149,9 @@ impl Microkernel for Neon {
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe { widen::<F32x4, W, 3>(src, dst, rows) }
+    }
+    unsafe fn softmax_row(row: &mut [f32], log: bool) {
+        softmax_row::<F32x4>(row, log)
     }
     unsafe fn fma_chains(iters: usize) -> f32 {
         fma_chains::<F32x4>(iters)

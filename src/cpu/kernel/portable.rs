@@ -6,7 +6,7 @@
 use wide::{CmpGt, f32x8};
 
 use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
-use crate::cpu::simd::{SimdF32, fma_chains};
+use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
 
 #[derive(Clone, Copy, Debug)]
 #[repr(transparent)]
@@ -123,6 +123,9 @@ impl Microkernel for Portable {
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe { widen::<F32x8, W, 1>(src, dst, rows) }
+    }
+    unsafe fn softmax_row(row: &mut [f32], log: bool) {
+        softmax_row::<F32x8>(row, log)
     }
     unsafe fn fma_chains(iters: usize) -> f32 {
         fma_chains::<F32x8>(iters)
