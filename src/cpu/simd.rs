@@ -339,13 +339,15 @@ pub(crate) fn activate<S: SimdF32>(act: Activation, x: S) -> S {
 }
 
 /// The elementwise activation's derivative at `z` on one register, for the backward pass's
-/// gate (row-wise activations have none: 1). The piecewise-linear ones are selects, exactly
-/// their scalar formulas; the others run [`Activation::derivative`] lane by lane, since the
-/// gate is applied once per output while the sum behind it costs k FMAs.
+/// gate (row-wise activations have none: 1): the formulas of [`Activation::derivative`] on the
+/// vector functions above. `tail(x, g)` is `x·g`, but 0 where the factor g (≥ 0, decaying
+/// faster than x grows) is 0, also at x = ±∞, as in the limit.
 #[inline(always)]
 pub(crate) fn derivative<S: SimdF32>(act: Activation, z: S) -> S {
     let zero = S::splat(0.0);
     let one = S::splat(1.0);
+    let tail = |x: S, g: S| g.select_gt(zero, x.mul(g), zero);
+    let sigmoid_slope = |s: S| s.mul(one.sub(s));
     match act {
         Activation::Linear | Activation::Softmax | Activation::LogSoftmax => one,
         // `z > 0` is false for NaN, as in the scalar formulas.
@@ -354,7 +356,65 @@ pub(crate) fn derivative<S: SimdF32>(act: Activation, z: S) -> S {
         Activation::LeakyRelu { negative_slope } => {
             z.select_gt(zero, one, S::splat(negative_slope))
         }
-        _ => {
+        Activation::Elu { alpha } => z.select_gt(zero, one, S::splat(alpha).mul(exp(z))),
+        Activation::Celu { alpha } => z.select_gt(zero, one, exp(z.div(S::splat(alpha)))),
+        Activation::Selu => z
+            .select_gt(zero, one, S::splat(SELU_ALPHA as f32).mul(exp(z)))
+            .mul(S::splat(SELU_SCALE as f32)),
+        Activation::Gelu => {
+            let pdf = exp(S::splat(-0.5).mul(z).mul(z)).mul(S::splat(0.398_942_3));
+            normal_cdf(z).add(tail(z, pdf))
+        }
+        Activation::GeluTanh => {
+            // With u the tanh's argument and e = e^−2|u|: (1 + tanh u)/2 and sech² u from e,
+            // not 1 − tanh², which cancels where tanh saturates and the slope term multiplies
+            // the error by z³.
+            let (a, b) = (GELU_TANH_SCALE as f32, GELU_TANH_CUBIC as f32);
+            let u = S::splat(a).mul(z.add(S::splat(b).mul(z).mul(z).mul(z)));
+            let e = exp(S::splat(-2.0).mul(u.abs()));
+            let r = one.div(one.add(e));
+            let half_one_plus_t = u.select_gt(zero, r, e.mul(r));
+            let sech2 = S::splat(4.0).mul(e).mul(r).mul(r);
+            // Where tanh saturates, the slope term is 0 even where z² overflows.
+            let slope = S::splat(3.0 * b).mul(z).mul(z).add(one);
+            let g = sech2.select_gt(zero, S::splat(0.5 * a).mul(sech2).mul(slope), zero);
+            half_one_plus_t.add(tail(z, g))
+        }
+        Activation::Sigmoid => sigmoid_slope(sigmoid(z)),
+        Activation::HardSigmoid => z.select_gt(
+            S::splat(-3.0),
+            S::splat(3.0).select_gt(z, S::splat(1.0 / 6.0), zero),
+            zero,
+        ),
+        // 0 up to −3, 1 from 3 on (`3 > z` is false there), the slope between; NaN put back.
+        Activation::HardSilu => {
+            let inside = z.mul_add(S::splat(2.0), S::splat(3.0)).div(S::splat(6.0));
+            z.keep_nan(z.select_gt(
+                S::splat(-3.0),
+                S::splat(3.0).select_gt(z, inside, one),
+                zero,
+            ))
+        }
+        Activation::Silu => {
+            let s = sigmoid(z);
+            s.add(tail(z, sigmoid_slope(s)))
+        }
+        Activation::Mish => {
+            let t = tanh(softplus(z));
+            t.add(tail(z, one.sub(t.mul(t)).mul(sigmoid(z))))
+        }
+        Activation::Softplus => sigmoid(z),
+        Activation::Softsign => {
+            let d = one.add(z.abs());
+            one.div(d.mul(d))
+        }
+        Activation::Tanh => {
+            let t = tanh(z);
+            one.sub(t.mul(t))
+        }
+        Activation::Exponential => exp(z),
+        // Piecewise constant with parameters: lane by lane, exactly the scalar formula.
+        Activation::ReluWith { .. } => {
             debug_assert!(S::LANES <= MAX_LANES);
             let mut lanes = [0.0f32; MAX_LANES];
             // SAFETY: `lanes` holds MAX_LANES ≥ LANES floats.
@@ -465,7 +525,8 @@ mod tests {
         }
     }
 
-    /// Every elementwise activation over a dense sweep of inputs, incl. the range ends.
+    /// Every elementwise activation and its derivative over a dense sweep of inputs, incl. the
+    /// range ends.
     #[test]
     fn vector_activations_match_scalar_formulas() {
         let mut xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.005).collect();
@@ -475,17 +536,24 @@ mod tests {
         xs.resize(xs.len().next_multiple_of(8), 0.5);
         for act in Activation::ALL.into_iter().chain(Activation::PARAMETRIC) {
             for chunk in xs.chunks(8) {
-                let mut out = [0.0f32; 8];
-                // SAFETY: chunk and out hold 8 f32.
-                unsafe { activate(act, F32x8::load(chunk.as_ptr())).store(out.as_mut_ptr()) };
-                for (&x, &v) in chunk.iter().zip(&out) {
+                let (mut out, mut slope) = ([0.0f32; 8], [0.0f32; 8]);
+                // SAFETY: chunk, out and slope hold 8 f32.
+                unsafe {
+                    let x = F32x8::load(chunk.as_ptr());
+                    activate(act, x).store(out.as_mut_ptr());
+                    derivative(act, x).store(slope.as_mut_ptr());
+                }
+                for ((&x, &v), &d) in chunk.iter().zip(&out).zip(&slope) {
                     let s = act.apply(x as f64) as f32;
-                    let ok = if s.is_infinite() {
-                        v == s
-                    } else {
-                        (v - s).abs() <= VECTOR_ACTIVATION_TOLERANCE * (1.0 + s.abs())
-                    };
-                    assert!(ok, "{act}({x}): vector {v}, scalar {s}");
+                    let ds = act.derivative(x as f64).unwrap_or(1.0) as f32;
+                    for (what, v, s) in [("", v, s), ("'", d, ds)] {
+                        let ok = if s.is_infinite() {
+                            v == s
+                        } else {
+                            (v - s).abs() <= VECTOR_ACTIVATION_TOLERANCE * (1.0 + s.abs())
+                        };
+                        assert!(ok, "{act}{what}({x}): vector {v}, scalar {s}");
+                    }
                 }
             }
         }
