@@ -52,6 +52,9 @@ struct Args {
     /// Fraction of the training set held out for validation.
     #[arg(long, default_value_t = 0.0)]
     validation_split: f32,
+    /// The hidden layer's activation, by its Keras name (relu, gelu, tanh, sigmoid, ...).
+    #[arg(long, default_value = "relu")]
+    activation: String,
     /// Dropout rate after the hidden layer (0: no Dropout layer).
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
@@ -113,7 +116,7 @@ fn train<B: Backend>(
     println!("backend: {}", backend.describe());
     let mut model = Sequential::with_backend(backend, &[28, 28]).seed(args.seed);
     model.add(Flatten::new())?;
-    model.add(Dense::new(128).activation("relu"))?;
+    model.add(Dense::new(128).activation(args.activation.as_str()))?;
     if args.dropout > 0.0 {
         model.add(Dropout::new(args.dropout))?;
     }

@@ -168,6 +168,7 @@ fn interleave_pairs<W: Copy>(row: &mut [W], lanes: usize) {
 /// # Safety
 /// Every (p, j) with p < kc, j < nc is readable in `b`; `out` holds ⌈nc/nr⌉·nr·(kc rounded up to
 /// even) elements.
+#[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn pack_b_pairs<S: Copy, W: Weight>(
     b: Block<S>,
     kc: usize,

@@ -68,6 +68,7 @@ pub fn bf16_dot_peak_gflops(seconds: f64) -> Result<f64> {
 /// written on (family 6, model 167) issues it at a quarter of its FMA rate, half the work per
 /// second, so there the dot products lose even where they halve the bytes read. The gap either
 /// way is far beyond timing noise, so the choice is stable.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn bf16_dot_pays_off() -> bool {
     static FASTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FASTER.get_or_init(|| {
