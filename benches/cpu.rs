@@ -5,7 +5,7 @@
 //! `cargo bench --bench cpu` runs both thread counts, one child process each: matrixmultiply reads
 //! its thread count once per process (`MATMUL_NUM_THREADS`), so that variable also picks the count
 //! for every implementation: `MATMUL_NUM_THREADS=2 cargo bench --bench cpu` runs 2 threads only.
-//! Criterion filters apply as usual (`-- "784x128"`, `-- fusion`, `-- "weight formats"`). `DENSECORE_KERNEL` picks
+//! Criterion filters apply as usual (`-- "784x128"`, `-- fusion`, `-- gate`, `-- "weight formats"`). `DENSECORE_KERNEL` picks
 //! densecore's microkernel. Throughput is counted in flops (2·m·n·k elements), so criterion's
 //! "Gelem/s" reads as GFLOP/s; `cargo run --release --example bench_report` makes the table and
 //! chart of BENCHMARKS.md from the results.
@@ -372,6 +372,67 @@ fn bench_fusion(c: &mut Criterion, threads: usize) {
     group.finish();
 }
 
+/// The backward pass through each elementwise activation, `dZ = (dY·Wᵀ) ⊙ act'(Z)` fused into
+/// the GEMM (`Cpu::gemm_act_grad`), next to the bare GEMM of the same shape: the MNIST hidden
+/// layer's gradient (10 → 128) at batch 32 and 256, and square 256.
+fn bench_gate(c: &mut Criterion, threads: usize) {
+    let cpu = densecore_cpu(threads);
+    let shapes = [
+        (
+            "10x128 b32",
+            Shape {
+                m: 32,
+                k: 10,
+                n: 128,
+            },
+        ),
+        (
+            "10x128 b256",
+            Shape {
+                m: 256,
+                k: 10,
+                n: 128,
+            },
+        ),
+        (
+            "square 256",
+            Shape {
+                m: 256,
+                k: 256,
+                n: 256,
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group(format!("gate t{threads}"));
+    for (param, shape) in shapes {
+        let Shape { m, k, n } = shape;
+        configure(&mut group, shape);
+        let mut ops = Operands::new(shape);
+        // Pre-activations spread over [-4, 4): every branch of the derivatives is taken.
+        let z: Vec<f32> = values(m * n, 4).iter().map(|v| 4.0 * v).collect();
+        group.bench_function(BenchmarkId::new("densecore gemm", param), |b| {
+            b.iter(|| {
+                ops.gemm(&cpu);
+                black_box(&mut ops.y);
+            })
+        });
+        for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
+            let name = format!("densecore gate {act}");
+            group.bench_function(BenchmarkId::new(name, param), |b| {
+                b.iter(|| {
+                    let dy = MatRef::row_major(&ops.x, m, k);
+                    let wt = MatRef::row_major(&ops.w, k, n);
+                    let z = MatRef::row_major(&z, m, n);
+                    let dz = MatMut::row_major(&mut ops.y, m, n);
+                    cpu.gemm_act_grad(dy, wt, z, act, dz).expect("valid shapes");
+                    black_box(&mut ops.y);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 /// Every CPU kernel this machine has, on the same shapes in one run: fused relu dense.
 fn bench_kernels(c: &mut Criterion) {
     let shapes = [
@@ -460,6 +521,7 @@ fn run(threads: usize) {
     // Fusion cost is a property of the kernel's epilogue, measured on one thread.
     if threads == 1 {
         bench_fusion(&mut c, threads);
+        bench_gate(&mut c, threads);
         bench_kernels(&mut c);
     }
     c.final_summary();

@@ -30,12 +30,13 @@ fn peak_per_core() -> f64 {
 /// Where the chart goes unless a path is given.
 const DEFAULT_CHART: &str = "docs/cpu_gflops.svg";
 /// Family order in the report (others follow alphabetically).
-const FAMILIES: [&str; 6] = [
+const FAMILIES: [&str; 7] = [
     "square",
     "dense 784x128",
     "dense 128x10",
     "dense 4096x4096",
     "fusion",
+    "gate",
     "kernels",
 ];
 /// Column order in the tables (others follow alphabetically).
@@ -62,7 +63,10 @@ const COLORS: [RGBColor; 9] = [
     RGBColor(148, 103, 189),
     RGBColor(227, 119, 194),
 ];
-/// The baseline of the fusion-cost table.
+/// The families whose tables are costs over `PLAIN_GEMM` (fused forward and backward epilogues)
+/// and stay out of the chart.
+const COST_FAMILIES: [&str; 2] = ["fusion", "gate"];
+/// The baseline of the cost tables.
 const PLAIN_GEMM: &str = "densecore gemm";
 const FUSED: &str = "densecore fused relu";
 const LIBRARIES: [&str; 3] = ["faer", "matrixmultiply", "gemm"];
@@ -186,7 +190,7 @@ fn groups(all: &[Measurement]) -> Vec<Group<'_>> {
             let mut columns: Vec<&str> = ms.iter().map(|m| m.implementation.as_str()).collect();
             columns.sort_by_key(|c| rank(&IMPLEMENTATIONS, c));
             columns.dedup();
-            if family == "fusion" {
+            if COST_FAMILIES.contains(&family) {
                 // The baseline first: the other columns are costs over it.
                 columns.sort_by_key(|c| *c != PLAIN_GEMM);
             }
@@ -216,11 +220,16 @@ fn groups(all: &[Measurement]) -> Vec<Group<'_>> {
 
 fn print_table(g: &Group<'_>) {
     let peak = peak_per_core() * g.threads as f64;
-    let fusion = g.family == "fusion";
+    let fusion = COST_FAMILIES.contains(&g.family);
     let threads = if g.threads == 1 { "thread" } else { "threads" };
     if fusion {
+        let what = if g.family == "gate" {
+            "Backward gate cost"
+        } else {
+            "Fusion cost"
+        };
         println!(
-            "#### Fusion cost, {} {threads}: GFLOP/s (time over `{PLAIN_GEMM}` of the same shape)\n",
+            "#### {what}, {} {threads}: GFLOP/s (time over `{PLAIN_GEMM}` of the same shape)\n",
             g.threads
         );
     } else {
@@ -278,7 +287,7 @@ fn draw_chart(groups: &[Group<'_>], path: &Path) -> Result<(), Box<dyn Error>> {
     let mut families: Vec<&str> = groups
         .iter()
         .map(|g| g.family)
-        .filter(|f| *f != "fusion")
+        .filter(|f| !COST_FAMILIES.contains(f))
         .collect();
     families.dedup();
     let implementations: Vec<&str> = {
