@@ -147,12 +147,9 @@ impl SimdF32 for F32x8 {
         })
     }
     #[inline(always)]
-    fn pow2i(self) -> Self {
+    fn exponent_from_low_bits(self) -> Self {
         // SAFETY: AVX2 is present (module docs).
-        Self(unsafe {
-            let e = _mm256_add_epi32(_mm256_cvtps_epi32(self.0), _mm256_set1_epi32(127));
-            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
-        })
+        Self(unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(self.0))) })
     }
 }
 

@@ -128,12 +128,9 @@ impl SimdF32 for F32x16 {
         })
     }
     #[inline(always)]
-    fn pow2i(self) -> Self {
+    fn exponent_from_low_bits(self) -> Self {
         // SAFETY: AVX-512F is present (module docs).
-        Self(unsafe {
-            let e = _mm512_add_epi32(_mm512_cvtps_epi32(self.0), _mm512_set1_epi32(127));
-            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
-        })
+        Self(unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self.0))) })
     }
 }
 

@@ -95,12 +95,9 @@ impl SimdF32 for F32x4 {
         Self(unsafe { vbslq_f32(vceqq_f32(self.0, self.0), r.0, self.0) })
     }
     #[inline(always)]
-    fn pow2i(self) -> Self {
+    fn exponent_from_low_bits(self) -> Self {
         // SAFETY: NEON is in the aarch64 baseline.
-        Self(unsafe {
-            let e = vaddq_s32(vcvtnq_s32_f32(self.0), vdupq_n_s32(127));
-            vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
-        })
+        Self(unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(self.0))) })
     }
 }
 

@@ -3,7 +3,8 @@
 //! `wide` picks its instructions at compile time (two SSE halves on baseline x86_64, one NEON
 //! pair on aarch64), so this kernel needs no runtime feature check and is always safe to call.
 
-use wide::{CmpGt, f32x8};
+use bytemuck::cast;
+use wide::{CmpGt, f32x8, u32x8};
 
 use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
 use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
@@ -71,11 +72,8 @@ impl SimdF32 for F32x8 {
         Self(self.0.is_nan().blend(self.0, r.0))
     }
     #[inline(always)]
-    fn pow2i(self) -> Self {
-        let n = self.0.to_array();
-        Self(f32x8::from(
-            n.map(|e| f32::from_bits(((e as i32 + 127) as u32) << 23)),
-        ))
+    fn exponent_from_low_bits(self) -> Self {
+        Self(cast(cast::<f32x8, u32x8>(self.0) << 23))
     }
 }
 
