@@ -16,8 +16,8 @@ use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
 mod common;
-use common::half::{jumps_near, rounded, rounding_bound, same};
-use common::{Layout, Stored, activations, cases, layout, tolerance_from, uniform};
+use common::half::{jumps_near, rounded, rounding_bound};
+use common::{Layout, Stored, activations, cases, layout, same, tolerance_from, uniform};
 
 /// GEMM variants × tile tables, and the adapter's defaults with f16 widened on upload.
 const VARIANTS: usize = 2 * GemmKernel::ALL.len() + 1;

@@ -315,7 +315,7 @@ fn logits_rmsprop_and_regularizer_match_cpu() {
 }
 
 /// The WGSL Dropout draws the CPU's mask bit for bit (the same hash, the same product, so
-/// NaN stays NaN), forward and on a gradient alike.
+/// NaN stays NaN, with the GPU's payload), forward and on a gradient alike.
 #[test]
 fn dropout_mask_matches_cpu_exactly() {
     let Some(gpu) = gpu() else { return };
@@ -334,12 +334,17 @@ fn dropout_mask_matches_cpu_exactly() {
         gpu.dropout(mask, len, Some(&input), &mut dropped).unwrap();
         let mut back = vec![0.0; len];
         gpu.read(&dropped, &mut back).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&back), bits(&out), "rate {rate}");
+        let first_difference = |got: &[f32]| {
+            got.iter()
+                .zip(&out)
+                .position(|(&g, &w)| !common::same(g, w))
+                .map(|i| (i, got[i], out[i]))
+        };
+        assert_eq!(first_difference(&back), None, "rate {rate}");
         // In place (the backward pass, on a gradient): the same factors.
         gpu.dropout(mask, len, None, &mut input).unwrap();
         gpu.read(&input, &mut back).unwrap();
-        assert_eq!(bits(&back), bits(&out), "rate {rate}, in place");
+        assert_eq!(first_difference(&back), None, "rate {rate}, in place");
         assert!(back[17].is_nan());
     }
 }

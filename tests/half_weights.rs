@@ -9,7 +9,7 @@ use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
 mod common;
-use common::{Layout, Stored, activations, cases, kernels, layout, tolerance_from, uniform};
+use common::{Layout, Stored, activations, cases, kernels, layout, same, tolerance_from, uniform};
 
 /// `v` rounded to `format` and back: the weights the layer really has.
 fn rounded(format: WeightFormat, v: f32) -> f32 {
@@ -238,11 +238,6 @@ fn widened(cpu: &Cpu, packed: &densecore::cpu::PackedWeights) -> Vec<f32> {
     )
     .unwrap();
     y
-}
-
-/// Same value: equal bits, or both NaN.
-fn same(got: f32, want: f32) -> bool {
-    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan()
 }
 
 /// f32 → bf16 / f16 when packing: round to nearest, ties to even; NaN stays NaN; past the largest

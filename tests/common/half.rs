@@ -30,8 +30,3 @@ pub fn jumps_near(act: Activation, z: f64, tol: f64) -> bool {
     matches!(act, Activation::ReluWith { threshold, .. }
         if threshold != 0.0 && (z - threshold as f64).abs() <= tol)
 }
-
-/// Same value: equal bits, or both NaN.
-pub fn same(got: f32, want: f32) -> bool {
-    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan()
-}

@@ -18,6 +18,12 @@ pub fn activations() -> Vec<Activation> {
         .collect()
 }
 
+/// Same value: equal bits, or both NaN (IEEE 754 leaves a NaN result's payload to the
+/// hardware: NVIDIA GPUs return 0x7fff_ffff where x86 keeps the operand's quiet NaN).
+pub fn same(got: f32, want: f32) -> bool {
+    got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan()
+}
+
 /// Reproducible values in [-1, 1) from a seed and an (i, j) position.
 pub fn uniform(seed: u64) -> impl Fn(usize, usize) -> f32 {
     move |i, j| {
