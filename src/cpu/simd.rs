@@ -135,10 +135,14 @@ where
 
 #[inline(always)]
 fn poly<S: SimdF32>(x: S, coeffs: &[f32]) -> S {
-    // Horner, highest degree first.
-    coeffs[1..]
-        .iter()
-        .fold(S::splat(coeffs[0]), |acc, &c| acc.mul_add(x, S::splat(c)))
+    // Horner, highest degree first. A plain loop, not `fold`: the iterator's generic body may
+    // stay out of line, compiled without the kernel's target features, and then calls each
+    // intrinsic through memory (it made the avx512 epilogues' exp several times slower).
+    let mut acc = S::splat(coeffs[0]);
+    for &c in &coeffs[1..] {
+        acc = acc.mul_add(x, S::splat(c));
+    }
+    acc
 }
 
 /// e^x: Cody–Waite range reduction by ln 2 and a degree-5 polynomial on |r| ≤ ln 2 / 2
@@ -476,7 +480,10 @@ pub(crate) fn fma_chains<S: SimdF32>(iters: usize) -> f32 {
             *r = r.mul_add(a, b);
         }
     }
-    let sum = acc.iter().fold(S::splat(0.0), |s, &r| s.add(r));
+    let mut sum = S::splat(0.0);
+    for &r in &acc {
+        sum = sum.add(r);
+    }
     let mut lanes = [0.0f32; MAX_LANES];
     // SAFETY: `lanes` holds MAX_LANES ≥ LANES floats.
     unsafe { sum.store(lanes.as_mut_ptr()) };
