@@ -64,7 +64,8 @@ impl FromStr for GemmKernel {
 const SMALL_M: usize = 8;
 
 /// Tile shapes per adapter class. CPU: measured on lavapipe (BENCHMARKS.md, "GPU"); GPU: the
-/// TF.js/ONNX Runtime recipe (64×64 tiles, 4×4 per invocation), not yet measured here.
+/// TF.js/ONNX Runtime recipe (64×64 tiles, 4×4 per invocation, BK = 16), measured on an H200
+/// (BENCHMARKS.md: BK = 64 was no faster on small batches and half as fast from 1024² up).
 #[derive(Clone, Copy, Debug)]
 struct Tiles {
     register: Body,
