@@ -40,6 +40,10 @@ fn main() -> densecore::Result<()> {
         )?;
     }
     // The sum keeps the result alive and shows the run computed something.
-    println!("{} kernel, sum of y: {}", cpu.kernel(), y.iter().sum::<f32>());
+    println!(
+        "{} kernel, sum of y: {}",
+        cpu.kernel(),
+        y.iter().sum::<f32>()
+    );
     Ok(())
 }
