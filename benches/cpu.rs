@@ -290,69 +290,39 @@ fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
     group.finish();
 }
 
+/// Configures `group` for `shape` and benchmarks densecore's bare GEMM on it, the baseline the
+/// fusion and gate groups are costs over; returns the operands for the group's other members.
+fn baseline(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    cpu: &Cpu,
+    param: &str,
+    shape: Shape,
+) -> Operands {
+    configure(group, shape);
+    let mut ops = Operands::new(shape);
+    group.bench_function(BenchmarkId::new("densecore gemm", param), |b| {
+        b.iter(|| {
+            ops.gemm(cpu);
+            black_box(&mut ops.y);
+        })
+    });
+    ops
+}
+
 /// The cost of fusing bias + activation: the fused layer next to the bare GEMM of the same shape.
 fn bench_fusion(c: &mut Criterion, threads: usize) {
     let cpu = densecore_cpu(threads);
     let shapes = [
-        (
-            "square 256",
-            Shape {
-                m: 256,
-                k: 256,
-                n: 256,
-            },
-        ),
-        (
-            "square 1024",
-            Shape {
-                m: 1024,
-                k: 1024,
-                n: 1024,
-            },
-        ),
-        (
-            "784x128 b32",
-            Shape {
-                m: 32,
-                k: 784,
-                n: 128,
-            },
-        ),
-        (
-            "784x128 b256",
-            Shape {
-                m: 256,
-                k: 784,
-                n: 128,
-            },
-        ),
-        (
-            "784x128 b1024",
-            Shape {
-                m: 1024,
-                k: 784,
-                n: 128,
-            },
-        ),
-        (
-            "128x10 b1024",
-            Shape {
-                m: 1024,
-                k: 128,
-                n: 10,
-            },
-        ),
+        ("square 256", 256, 256, 256),
+        ("square 1024", 1024, 1024, 1024),
+        ("784x128 b32", 32, 784, 128),
+        ("784x128 b256", 256, 784, 128),
+        ("784x128 b1024", 1024, 784, 128),
+        ("128x10 b1024", 1024, 128, 10),
     ];
     let mut group = c.benchmark_group(format!("fusion t{threads}"));
-    for (param, shape) in shapes {
-        configure(&mut group, shape);
-        let mut ops = Operands::new(shape);
-        group.bench_function(BenchmarkId::new("densecore gemm", param), |b| {
-            b.iter(|| {
-                ops.gemm(&cpu);
-                black_box(&mut ops.y);
-            })
-        });
+    for (param, m, k, n) in shapes {
+        let mut ops = baseline(&mut group, &cpu, param, Shape { m, k, n });
         // Every activation on the two shapes the fusion targets name, three elsewhere.
         let acts = if matches!(param, "square 256" | "784x128 b256") {
             Activation::ALL.to_vec()
@@ -378,44 +348,15 @@ fn bench_fusion(c: &mut Criterion, threads: usize) {
 fn bench_gate(c: &mut Criterion, threads: usize) {
     let cpu = densecore_cpu(threads);
     let shapes = [
-        (
-            "10x128 b32",
-            Shape {
-                m: 32,
-                k: 10,
-                n: 128,
-            },
-        ),
-        (
-            "10x128 b256",
-            Shape {
-                m: 256,
-                k: 10,
-                n: 128,
-            },
-        ),
-        (
-            "square 256",
-            Shape {
-                m: 256,
-                k: 256,
-                n: 256,
-            },
-        ),
+        ("10x128 b32", 32, 10, 128),
+        ("10x128 b256", 256, 10, 128),
+        ("square 256", 256, 256, 256),
     ];
     let mut group = c.benchmark_group(format!("gate t{threads}"));
-    for (param, shape) in shapes {
-        let Shape { m, k, n } = shape;
-        configure(&mut group, shape);
-        let mut ops = Operands::new(shape);
+    for (param, m, k, n) in shapes {
+        let mut ops = baseline(&mut group, &cpu, param, Shape { m, k, n });
         // Pre-activations spread over [-4, 4): every branch of the derivatives is taken.
         let z: Vec<f32> = values(m * n, 4).iter().map(|v| 4.0 * v).collect();
-        group.bench_function(BenchmarkId::new("densecore gemm", param), |b| {
-            b.iter(|| {
-                ops.gemm(&cpu);
-                black_box(&mut ops.y);
-            })
-        });
         for act in Activation::ALL.into_iter().filter(|a| !a.is_row_wise()) {
             let name = format!("densecore gate {act}");
             group.bench_function(BenchmarkId::new(name, param), |b| {

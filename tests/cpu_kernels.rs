@@ -7,7 +7,7 @@ use densecore::{Activation, Error, MatMut, MatRef, reference};
 use proptest::prelude::*;
 
 mod common;
-use common::{Layout, Stored, cases, kernels, layout, tolerance, uniform};
+use common::{Layout, Stored, cases, kernels, layout, same, tolerance, uniform};
 
 /// Sizes at and around the tile (6, 8, 12, 16) and block (kc 256, mc 144) edges.
 fn dim_m() -> impl Strategy<Value = usize> {
@@ -682,7 +682,7 @@ const SPECIAL: [f32; 36] = [
 fn same_special(got: f32, want: f64) -> bool {
     let want32 = want as f32;
     if want32.is_nan() || want32.is_infinite() || got.is_nan() || got.is_infinite() {
-        return got.to_bits() == want32.to_bits() || (got.is_nan() && want32.is_nan());
+        return same(got, want32);
     }
     (got as f64 - want).abs() <= 2.0 * VECTOR_ACTIVATION_TOLERANCE as f64 * (1.0 + want.abs())
 }
