@@ -20,22 +20,11 @@ use densecore::cpu::{Cpu, Kernel, PackedWeights, WeightFormat};
 use densecore::{Activation, MatMut, MatRef};
 use gemm::Parallelism;
 
+mod common;
+use common::{Operands, Shape, densecore_cpu, values};
+
 /// The thread counts `cargo bench --bench cpu` compares.
 const THREAD_COUNTS: [usize; 2] = [1, 2];
-
-/// One problem: `x` is m×k, `W` k×n, `y` m×n, all row-major.
-#[derive(Clone, Copy)]
-struct Shape {
-    m: usize,
-    k: usize,
-    n: usize,
-}
-
-impl Shape {
-    fn flops(self) -> u64 {
-        2 * (self.m * self.n * self.k) as u64
-    }
-}
 
 /// A family of shapes benchmarked as one criterion group, each shape named by its parameter.
 struct Family {
@@ -62,37 +51,8 @@ fn families() -> Vec<Family> {
     ]
 }
 
-/// The operands of one shape, filled with reproducible values in [-1, 1).
-struct Operands {
-    shape: Shape,
-    x: Vec<f32>,
-    w: Vec<f32>,
-    bias: Vec<f32>,
-    y: Vec<f32>,
-}
-
+// The calls only this benchmark makes (the shared ones are in `common`).
 impl Operands {
-    fn new(shape: Shape) -> Self {
-        let Shape { m, k, n } = shape;
-        Self {
-            shape,
-            x: values(m * k, 1),
-            w: values(k * n, 2),
-            bias: values(n, 3),
-            y: vec![0.0; m * n],
-        }
-    }
-
-    /// densecore's fused layer: bias and activation in the microkernel's epilogue.
-    fn dense(&mut self, cpu: &Cpu, act: Activation) {
-        let Shape { m, k, n } = self.shape;
-        let x = MatRef::row_major(&self.x, m, k);
-        let w = MatRef::row_major(&self.w, k, n);
-        let y = MatMut::row_major(&mut self.y, m, n);
-        cpu.dense(x, w, Some(&self.bias), act, y)
-            .expect("valid shapes");
-    }
-
     /// The fused layer with W packed once beforehand, as an inference layer keeps it.
     fn dense_packed(&mut self, cpu: &Cpu, w: &PackedWeights, act: Activation) {
         let Shape { m, k, n } = self.shape;
@@ -100,15 +60,6 @@ impl Operands {
         let y = MatMut::row_major(&mut self.y, m, n);
         cpu.dense_packed(x, w, Some(&self.bias), act, y)
             .expect("valid shapes");
-    }
-
-    /// densecore's GEMM alone: `y = x·W`.
-    fn gemm(&mut self, cpu: &Cpu) {
-        let Shape { m, k, n } = self.shape;
-        let x = MatRef::row_major(&self.x, m, k);
-        let w = MatRef::row_major(&self.w, k, n);
-        let y = MatMut::row_major(&mut self.y, m, n);
-        cpu.gemm(1.0, x, w, 0.0, y).expect("valid shapes");
     }
 
     /// The unfused layer: the same GEMM, then a second pass over `y` for bias and activation.
@@ -121,6 +72,7 @@ impl Operands {
         }
     }
 
+    /// matrixmultiply's `sgemm` (threads from `MATMUL_NUM_THREADS`).
     fn matrixmultiply(&mut self) {
         let Shape { m, k, n } = self.shape;
         // SAFETY: x, w and y hold m×k, k×n and m×n row-major elements (Operands::new); y does
@@ -145,6 +97,7 @@ impl Operands {
         }
     }
 
+    /// The `gemm` crate on `threads` threads.
     fn gemm_crate(&mut self, threads: usize) {
         let Shape { m, k, n } = self.shape;
         let parallelism = if threads > 1 {
@@ -178,23 +131,6 @@ impl Operands {
             );
         }
     }
-
-    fn faer(&mut self, threads: usize) {
-        let Shape { m, k, n } = self.shape;
-        let par = if threads > 1 {
-            faer::Par::rayon(threads)
-        } else {
-            faer::Par::Seq
-        };
-        faer::linalg::matmul::matmul(
-            faer::MatMut::from_row_major_slice_mut(&mut self.y, m, n),
-            faer::Accum::Replace,
-            faer::MatRef::from_row_major_slice(&self.x, m, k),
-            faer::MatRef::from_row_major_slice(&self.w, k, n),
-            1.0,
-            par,
-        );
-    }
 }
 
 /// Checks that the libraries compute the same product as densecore before timing them, so the
@@ -223,20 +159,6 @@ fn assert_same_product(ops: &mut Operands, cpu: &Cpu, threads: usize) {
     check("gemm", &mut |o| o.gemm_crate(threads));
     check("faer", &mut |o| o.faer(threads));
 }
-
-/// `len` reproducible values in [-1, 1) (a 64-bit LCG; `seed` tells the operands apart).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 /// Criterion settings for one shape: enough samples for a stable median, few enough that the
 /// whole run stays short; one call of the largest shapes takes tenths of a second.
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
@@ -247,14 +169,6 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
         group.sampling_mode(SamplingMode::Auto).sample_size(20);
     }
 }
-
-/// densecore's configuration: `DENSECORE_KERNEL` may pick the kernel, the run sets the threads.
-fn densecore_cpu(threads: usize) -> Cpu {
-    Cpu::from_env()
-        .and_then(|cpu| cpu.with_threads(threads))
-        .expect("a valid DENSECORE_KERNEL and thread count")
-}
-
 fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
     let cpu = densecore_cpu(threads);
     let mut group = c.benchmark_group(format!("{} t{threads}", family.name));
