@@ -159,6 +159,7 @@ fn assert_same_product(ops: &mut Operands, cpu: &Cpu, threads: usize) {
     check("gemm", &mut |o| o.gemm_crate(threads));
     check("faer", &mut |o| o.faer(threads));
 }
+
 /// Criterion settings for one shape: enough samples for a stable median, few enough that the
 /// whole run stays short; one call of the largest shapes takes tenths of a second.
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
@@ -169,6 +170,7 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
         group.sampling_mode(SamplingMode::Auto).sample_size(20);
     }
 }
+
 fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
     let cpu = densecore_cpu(threads);
     let mut group = c.benchmark_group(format!("{} t{threads}", family.name));
