@@ -123,8 +123,12 @@ pub(crate) struct Tile<W = f32> {
     pub z: *mut f32,
     pub zrs: usize,
     pub zcs: usize,
-    /// Valid rows of the tile; rows past it alias row `m − 1`, so A is never read past its end.
+    /// Valid rows of the tile; rows past it alias row `m − 1`, so A is never read past its end,
+    /// unless `a_panel`.
     pub m: usize,
+    /// A is a packed panel (`ars` = 1, `acs` ≥ the tile's rows, zero rows past `m`): every
+    /// row's K step sits at a constant offset from one pointer.
+    pub a_panel: bool,
     /// Valid columns of the tile.
     pub n: usize,
 }
@@ -207,22 +211,47 @@ pub(crate) unsafe fn tile<
     t: &Tile<W>,
     epi: &Epilogue,
 ) {
-    let lanes = S::LANES;
-    let nr = NV * lanes;
-    debug_assert!(t.m >= 1 && t.n <= nr);
-    // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
-    let arow: [*const f32; MR] =
-        std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
+    debug_assert!(t.m >= 1 && t.n <= NV * S::LANES);
+    let acc = if t.a_panel {
+        // SAFETY: the panel holds acs ≥ MR values per K step (a_panel).
+        unsafe { k_loop::<S, W, MR, NV, KP, PV>(t, |p, i| *t.a.add(p * t.acs + i)) }
+    } else {
+        // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
+        let arow: [*const f32; MR] =
+            std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
+        // SAFETY: as above, for columns p < kc.
+        unsafe { k_loop::<S, W, MR, NV, KP, PV>(t, |p, i| *arow[i].add(p * t.acs)) }
+    };
+    // SAFETY: forwarded contract.
+    unsafe { store(&acc, t, epi) }
+}
+
+/// The K loop of [`tile`], reading A(i, p) of row i < MR through `a_at(p, i)`.
+///
+/// # Safety
+/// As [`tile`]; `a_at(p, i)` is safe to call for p < kc, i < MR.
+#[inline(always)]
+unsafe fn k_loop<
+    S: SimdF32,
+    W: Weight,
+    const MR: usize,
+    const NV: usize,
+    const KP: usize,
+    const PV: usize,
+>(
+    t: &Tile<W>,
+    a_at: impl Fn(usize, usize) -> f32,
+) -> [[S; NV]; MR] {
     // One K step into accumulator set `acc`: MR broadcasts of A and NV loads of B feed MR·NV
     // independent FMAs.
     let step = |acc: &mut [[S; NV]; MR], p: usize| {
-        // SAFETY: p < kc: row p of B and column p of A's valid rows are readable.
+        // SAFETY: p < kc: row p of B is readable, and A's values through a_at (caller).
         unsafe {
             let bp = t.b.add(p * t.brs);
             let bv: [S; NV] =
                 std::array::from_fn(|v| W::load::<S, PV>(bp.add(v / PV * t.bps), v % PV));
-            for (row, ar) in acc.iter_mut().zip(&arow) {
-                let ai = S::splat(*ar.add(p * t.acs));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let ai = S::splat(a_at(p, i));
                 for (r, &bj) in row.iter_mut().zip(&bv) {
                     *r = ai.mul_add(bj, *r);
                 }
@@ -249,8 +278,7 @@ pub(crate) unsafe fn tile<
             }
         }
     }
-    // SAFETY: forwarded contract.
-    unsafe { store(&acc, t, epi) }
+    acc
 }
 
 /// [`Microkernel::widen`] for panel rows of `PV` registers of `S`.
