@@ -61,12 +61,15 @@ impl CacheSizes {
     /// Blocking for a microkernel with an `mr × nr` tile.
     pub(crate) fn blocking(self, mr: usize, nr: usize) -> Blocking {
         const F32: usize = std::mem::size_of::<f32>();
-        // K blocks of 512 steps for every kernel, not BLIS' "B micro-panel in half of L1": each
-        // block restarts every tile and reloads and stores its C tile, which costs more than a
+        // Long K blocks for every kernel, not BLIS' "B micro-panel in half of L1": each block
+        // restarts every tile and reloads and stores its C tile, which costs more than a
         // micro-panel streaming from L2 instead of L1 (Zen 4, avx512 14×32, kc 128 → 384-512:
         // 512³ and 1024³ from 0.8 to 0.93-1.0 of faer; Zen 2, avx2 6×16, kc 256 → 512: 512³
-        // 3.67 → 3.37-3.50 ms, 784→128 at batch 256 725-745 → 664-681 µs, same runs).
-        let kc = 512;
+        // 3.67 → 3.37-3.50 ms, 784→128 at batch 256 725-745 → 664-681 µs, same runs). With
+        // 1 MiB of L2 or more, 1024 (Zen 5, time ratio to faer, kc 512 → 1024: avx512 1008³
+        // 1.04 → 1.00, 2048³ 1.015 → 0.96; avx2 2048³ 2.0 → 1.88; 2048 was worse than 1024);
+        // below, 512 as measured on Zen 2.
+        let kc = if self.l2 >= 1 << 20 { 1024 } else { 512 };
         let mc = (self.l2 / 2 / (kc * F32) / mr * mr).clamp(mr * 4, mr * 120);
         let nc = (self.l3 / 2 / (kc * F32) / nr * nr).clamp(nr * 16, nr * 512);
         Blocking {
