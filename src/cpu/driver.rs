@@ -389,18 +389,31 @@ struct Split {
 
 impl Split {
     fn new<K: Microkernel, W>(p: &Problem<'_, W>, path: Path, threads: usize) -> Self {
+        // Column parts of the thin path start where a tile of the whole problem starts: at a
+        // multiple of the widest wide tile its row groups use (wide and NR-wide tiles sum K
+        // in different orders, so a part boundary inside a wide tile would change results).
+        let cols = match path {
+            Path::Thin { .. } => {
+                let last = match p.m % K::MR {
+                    0 => K::MR.min(p.m),
+                    r => r,
+                };
+                K::NR * K::wide_panels(K::MR.min(p.m)).max(K::wide_panels(last))
+            }
+            Path::Blocked { .. } => K::NR,
+        };
         // Each part packs what it reads of B (and of A where A is packed): columns for the
         // thin path and wherever A is read in place, so no part copies what another copies
-        // too, unless there are fewer column panels than threads; otherwise the longer side.
+        // too, unless there are fewer column units than threads; otherwise the longer side.
         // Row-wise activations need whole rows.
         let by_rows = p.act.is_row_wise()
             || match path {
                 Path::Thin { .. } | Path::Blocked { pack_a: false, .. } => {
-                    p.n.div_ceil(K::NR) < threads
+                    p.n.div_ceil(cols) < threads
                 }
                 Path::Blocked { pack_a: true, .. } => p.m / K::MR >= p.n / K::NR,
             };
-        let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, K::NR) };
+        let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, cols) };
         let units = len.div_ceil(unit);
         Split {
             by_rows,
