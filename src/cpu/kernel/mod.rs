@@ -211,8 +211,10 @@ pub(crate) unsafe fn tile<
     t: &Tile<W>,
     epi: &Epilogue,
 ) {
-    debug_assert!(t.m >= 1 && t.n <= NV * S::LANES);
-    let acc = if t.a_panel {
+    debug_assert!(t.m >= 1 && t.n <= NV * S::LANES && (W::IS_F32 || !t.a_panel));
+    // Only the blocked path packs A, and its tiles read f32 panels: 16-bit weights' tiles
+    // (thin path only) need no second copy of the K loop.
+    let acc = if W::IS_F32 && t.a_panel {
         // SAFETY: the panel holds acs ≥ MR values per K step (a_panel).
         unsafe { k_loop::<S, W, MR, NV, KP, PV>(t, |p, i| *t.a.add(p * t.acs + i)) }
     } else {
