@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
-use densecore::cpu::{Cpu, Kernel, PackedWeights, WeightFormat};
+use densecore::cpu::{Cpu, Kernel, WeightFormat};
 use densecore::{Activation, MatMut, MatRef};
 use gemm::Parallelism;
 
@@ -53,15 +53,6 @@ fn families() -> Vec<Family> {
 
 // The calls only this benchmark makes (the shared ones are in `common`).
 impl Operands {
-    /// The fused layer with W packed once beforehand, as an inference layer keeps it.
-    fn dense_packed(&mut self, cpu: &Cpu, w: &PackedWeights, act: Activation) {
-        let Shape { m, k, n } = self.shape;
-        let x = MatRef::row_major(&self.x, m, k);
-        let y = MatMut::row_major(&mut self.y, m, n);
-        cpu.dense_packed(x, w, Some(&self.bias), act, y)
-            .expect("valid shapes");
-    }
-
     /// The unfused layer: the same GEMM, then a second pass over `y` for bias and activation.
     fn unfused(&mut self, cpu: &Cpu, act: Activation) {
         self.gemm(cpu);
@@ -178,9 +169,7 @@ fn bench_family(c: &mut Criterion, family: &Family, threads: usize) {
         configure(&mut group, shape);
         let mut ops = Operands::new(shape);
         assert_same_product(&mut ops, &cpu, threads);
-        let packed = cpu
-            .pack_weights(MatRef::row_major(&ops.w, shape.k, shape.n))
-            .expect("valid weights");
+        let packed = ops.packed(&cpu);
         let mut bench = |name: &str, f: &mut dyn FnMut(&mut Operands)| {
             group.bench_function(BenchmarkId::new(name, param), |b| {
                 b.iter(|| {

@@ -147,6 +147,20 @@ fn main() {
         }
     }
 
+    for (label, shape) in &peers {
+        let name = format!("packing t1/{label}: dense → dense_packed relu");
+        if wanted(&name) {
+            let (mut per_call, mut prepacked) = (Operands::new(*shape), Operands::new(*shape));
+            let w = prepacked.packed(&t1);
+            compare(
+                &name,
+                shape.flops(),
+                &mut || black_box(&mut per_call).dense(&t1, Activation::Relu),
+                &mut || black_box(&mut prepacked).dense_packed(&t1, &w, Activation::Relu),
+            );
+        }
+    }
+
     let scaling = ["square 512", "square 1024", "square 2048"];
     for (label, shape) in peers.iter().filter(|(label, _)| scaling.contains(label)) {
         let (mut one, mut two) = (Operands::new(*shape), Operands::new(*shape));

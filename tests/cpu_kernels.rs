@@ -557,11 +557,23 @@ fn nan_propagates_through_relu() {
     }
 }
 
-/// A with rows a page or more apart and a wide output is packed, not read in place (see
-/// `driver::plan`): small integers, so every kernel must give the exact sums.
+/// A with rows a page or more apart and a wide output is packed, not read in place, and B
+/// larger than L2 is packed or, with rows less than a page apart under A read in place, read in
+/// place in column blocks with a copied ragged last panel (see `driver::plan`): small integers,
+/// so every kernel must give the exact sums.
 #[test]
 fn far_apart_rows_of_a_are_packed_exactly() {
-    let (m, k, n) = (20, 1030, 520);
+    // Just past 3/4 of L2 (200 columns for 1 MiB): A and B in place for every kernel; 520: A
+    // packed for 8- and 16-wide panels, B in place for 32-wide ones (avx512); 1040: both packed.
+    let k = 1030;
+    let past_l2 = (CacheSizes::detect().l2 * 3 / 4 / 4 / k + 1).next_multiple_of(8) + 8;
+    for n in [past_l2, 520, 1040] {
+        far_apart_rows_case(n);
+    }
+}
+
+fn far_apart_rows_case(n: usize) {
+    let (m, k) = (20, 1030);
     let x: Vec<f32> = (0..m * k)
         .map(|i| ((i / k + i % k) % 3) as f32 - 1.0)
         .collect();
@@ -591,7 +603,7 @@ fn far_apart_rows_of_a_are_packed_exactly() {
                 MatMut::row_major(&mut y, m, n),
             )
             .unwrap();
-            assert_eq!(y, want, "{:?}, {threads} threads", cpu.kernel());
+            assert_eq!(y, want, "{:?}, n {n}, {threads} threads", cpu.kernel());
         }
     }
 }

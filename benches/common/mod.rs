@@ -1,7 +1,7 @@
 //! What the CPU benchmarks share: the problem shapes, their operands and the calls of
 //! densecore and of faer (the fastest Rust peer) on them.
 
-use densecore::cpu::Cpu;
+use densecore::cpu::{Cpu, PackedWeights};
 use densecore::{Activation, MatMut, MatRef};
 
 /// One problem: `x` is m×k, `W` k×n, `y` m×n, all row-major.
@@ -49,6 +49,23 @@ impl Operands {
         let y = MatMut::row_major(&mut self.y, m, n);
         cpu.dense(x, w, Some(&self.bias), act, y)
             .expect("valid shapes");
+    }
+
+    /// The fused layer with W packed once beforehand (`Operands::packed`), as an inference
+    /// layer keeps it.
+    pub fn dense_packed(&mut self, cpu: &Cpu, w: &PackedWeights, act: Activation) {
+        let Shape { m, k, .. } = self.shape;
+        let x = MatRef::row_major(&self.x, m, k);
+        let y = MatMut::row_major(&mut self.y, m, w.shape().1);
+        cpu.dense_packed(x, w, Some(&self.bias), act, y)
+            .expect("valid shapes");
+    }
+
+    /// W packed for `cpu`.
+    pub fn packed(&self, cpu: &Cpu) -> PackedWeights {
+        let Shape { k, n, .. } = self.shape;
+        cpu.pack_weights(MatRef::row_major(&self.w, k, n))
+            .expect("valid shapes")
     }
 
     /// densecore's GEMM alone: `y = x·W`.

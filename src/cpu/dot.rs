@@ -61,6 +61,7 @@ pub(crate) unsafe fn gemm(p: &Problem<'_, bf16>, blk: Blocking, pool: Option<&ra
     // Split as the blocked path with packed A does: by the longer side in tiles.
     let path = Path::Blocked {
         pack_a: true,
+        pack_b: true,
         kc: pk.kc,
     };
     // SAFETY: forwarded contract: each part is the problem on a block of the output, with

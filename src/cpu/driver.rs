@@ -157,8 +157,13 @@ pub(crate) enum Path {
     /// Few rows: B (row-contiguous) is streamed unpacked through thin tiles in K blocks of
     /// `kc` rows (all of K, or prepacked B's blocks), A is not packed.
     Thin { kc: usize },
-    /// The BLIS loops; A is packed unless row-contiguous.
-    Blocked { pack_a: bool, kc: usize },
+    /// The BLIS loops; A is packed unless read in place, B read from packed panels (packed
+    /// here unless prepacked) unless read in place.
+    Blocked {
+        pack_a: bool,
+        pack_b: bool,
+        kc: usize,
+    },
 }
 
 /// The path for a problem.
@@ -190,8 +195,15 @@ pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking)
     // once the block serves enough column panels (measured: +3 % at 1024², +10 % at 2048²,
     // −14 % at 784→128 where only 8 panels share each packed block).
     let far_rows = p.a.rs * std::mem::size_of::<f32>() >= 4096 && p.n >= 32 * K::NR;
+    let pack_a = p.a.cs != 1 || far_rows;
+    // Where A is read in place, raw f32 B with rows less than a page apart is too, in column
+    // blocks that fill half of L2 (Zen 5, avx512, 512³: time ratio to faer 1.04–1.07 → 1.00–1.02,
+    // 2 threads 0.98–1.00 → 0.96–0.97); B rows a page apart defeat the prefetchers as A rows do
+    // (1024³ with B in place: 1.0 → 1.3–1.4).
+    let b_near = W::IS_F32 && p.b.cs == 1 && p.b.rs * std::mem::size_of::<W>() < 4096;
     Path::Blocked {
-        pack_a: p.a.cs != 1 || far_rows,
+        pack_a,
+        pack_b: pack_a || p.packed.is_some() || !b_near,
         kc: p.packed.map_or_else(|| even_kc(p.k, blk.kc), |pk| pk.kc),
     }
 }
@@ -281,7 +293,9 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
         unsafe {
             in_parts::<K, W>(q, path, pool, |q, ws| match path {
                 Path::Thin { kc } => thin::<K, W>(q, kc, ws),
-                Path::Blocked { pack_a, kc } => blocked::<K, W>(q, pack_a, kc, blk, ws),
+                Path::Blocked { pack_a, pack_b, kc } => {
+                    blocked::<K, W>(q, pack_a, pack_b, kc, blk, ws)
+                }
             })
         }
     };
@@ -291,7 +305,9 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
     // cannot be allocated, each part packs its own as before.
     let split = Split::new::<K, W>(p, path, threads_for(p, pool));
     match path {
-        Path::Blocked { kc, .. } if split.by_rows && split.parts > 1 && p.packed.is_none() => {
+        Path::Blocked {
+            kc, pack_b: true, ..
+        } if split.by_rows && split.parts > 1 && p.packed.is_none() => {
             SHARED_B.with_borrow_mut(|buf| {
                 // SAFETY: B is readable for k × n (caller).
                 match unsafe { pack_shared::<K, W>(p, kc, pool, buf) } {
@@ -499,6 +515,63 @@ pub(super) fn tile_at<W, V>(p: &Problem<'_, W>, i: usize, j: usize) -> Tile<V> {
     }
 }
 
+/// B's NR-wide panels as the thin path reads them.
+enum Panels<W> {
+    Packed(Prepacked<W>),
+    InPlace(InPlaceB<W>),
+}
+
+/// Raw row-contiguous B read in place by NR-wide panels, except a ragged last panel, which is
+/// copied (all K rows, zero-padded) once per call so that tiles always read whole rows.
+struct InPlaceB<W> {
+    b: Block<W>,
+    nr: usize,
+    /// First column of the copied panel (n when there is none).
+    tail_j0: usize,
+    tail: *const W,
+}
+
+impl<W: Weight> InPlaceB<W> {
+    /// Copies `p`'s ragged last panel of B, if any, into `buf`.
+    ///
+    /// # Safety
+    /// `p.b` is row-contiguous and readable for k × n.
+    unsafe fn new<K: Microkernel>(p: &Problem<'_, W>, buf: &mut Vec<CacheLine>) -> Self {
+        let nr = K::NR;
+        let tail_j0 = p.n / nr * nr;
+        let mut tail = std::ptr::null();
+        if tail_j0 < p.n {
+            let panel = grown(buf, nr * p.k);
+            // SAFETY: the k × (n − tail_j0) block at column tail_j0 is inside B.
+            unsafe {
+                let src = p.b.ptr.add(tail_j0);
+                pack_b::<K, W, W>(Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel, |v| v);
+            }
+            tail = panel.as_ptr();
+        }
+        InPlaceB {
+            b: p.b,
+            nr,
+            tail_j0,
+            tail,
+        }
+    }
+
+    /// Row `pc` of the panel starting at column `j`, and the panel's row stride.
+    ///
+    /// # Safety
+    /// `pc ≤ k`; `j < n` is a multiple of NR.
+    unsafe fn panel(&self, pc: usize, j: usize) -> (*const W, usize) {
+        if j == self.tail_j0 {
+            // SAFETY: row pc < k of the copied k-row panel.
+            (unsafe { self.tail.add(pc * self.nr) }, self.nr)
+        } else {
+            // SAFETY: row pc and column j are inside B.
+            (unsafe { self.b.ptr.add(pc * self.b.rs + j) }, self.b.rs)
+        }
+    }
+}
+
 /// The thin path: for each group of up to MR rows, stream B through `rows × NR` tiles straight
 /// from its rows (or its prepacked panels); only a ragged last panel is copied first.
 ///
@@ -508,17 +581,11 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mu
     let nr = K::NR;
     let k_blocks = p.k.div_ceil(kc).max(1);
     let bias = bias_panel(&mut ws.bias, p.bias, 0, p.n, p.n.next_multiple_of(nr));
-    // A ragged last panel of raw B (all K rows) is copied, zero-padded, once per call.
-    let tail_j0 = p.n / nr * nr;
-    let tail = (p.packed.is_none() && tail_j0 < p.n).then(|| {
-        let panel = grown(&mut ws.b, nr * p.k);
-        // SAFETY: the k × (n − tail_j0) block at column tail_j0 is inside B.
-        unsafe {
-            let src = p.b.ptr.add(tail_j0);
-            pack_b::<K, W, W>(Block { ptr: src, ..p.b }, p.k, p.n - tail_j0, panel, |v| v);
-        }
-        panel.as_ptr()
-    });
+    let b = match p.packed {
+        Some(pk) => Panels::Packed(pk),
+        // SAFETY: B is row-contiguous when not prepacked (caller) and readable for k × n.
+        None => Panels::InPlace(unsafe { InPlaceB::new::<K>(p, &mut ws.b) }),
+    };
     for i0 in (0..p.m).step_by(K::MR) {
         let rows = K::MR.min(p.m - i0);
         for kb in 0..k_blocks {
@@ -530,16 +597,15 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mu
                 // Wide tiles while whole ones fit, then NR-wide ones.
                 let width = if p.n - j0 >= wide { wide } else { nr };
                 let cols = width.min(p.n - j0);
-                let (b, brs, bps) = match p.packed {
+                let (b, brs, bps) = match &b {
                     // SAFETY: pc starts a K block; j0 is a multiple of NR inside n.
-                    Some(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr, kcb * nr),
-                    // SAFETY: row pc and column j0 < n are inside B.
-                    None => match tail {
-                        // SAFETY: row pc < k of the k-row panel.
-                        Some(panel) if j0 == tail_j0 => (unsafe { panel.add(pc * nr) }, nr, 0),
-                        // SAFETY: row pc and column j0 < n are inside B.
-                        _ => (unsafe { p.b.ptr.add(pc * p.b.rs + j0) }, p.b.rs, nr),
-                    },
+                    Panels::Packed(pk) => (unsafe { pk.panel(pc, kcb, j0) }, nr, kcb * nr),
+                    Panels::InPlace(raw) => {
+                        // SAFETY: row pc < k; j0 is a multiple of NR inside n.
+                        let (b, brs) = unsafe { raw.panel(pc, j0) };
+                        // Raw panels are NR apart; a wide tile never reaches the copied one.
+                        (b, brs, nr)
+                    }
                 };
                 let t = Tile {
                     kc: kcb,
@@ -573,6 +639,15 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mu
     }
 }
 
+/// Where the tiles of one K block of the BLIS loops read B.
+#[derive(Clone, Copy)]
+enum BlockB<'r, W> {
+    /// The block's f32 panels.
+    Packed(*const f32),
+    /// B itself.
+    InPlace(&'r InPlaceB<W>),
+}
+
 /// The BLIS loops.
 ///
 /// # Safety
@@ -580,22 +655,30 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mu
 unsafe fn blocked<K: Microkernel, W: Weight>(
     p: &Problem<'_, W>,
     pack_a_blocks: bool,
+    pack_b_blocks: bool,
     kc: usize,
     blk: Blocking,
     ws: &mut Workspace,
 ) {
     let (m, k, n) = (p.m, p.k, p.n);
     let (mr, nr) = (K::MR, K::NR);
-    // Row-wise activations need whole rows: one column block.
+    let Workspace { a, b, bias, row } = ws;
+    // B read in place is f32 and raw (plan).
+    debug_assert!(pack_b_blocks || (W::IS_F32 && p.packed.is_none()));
+    // SAFETY: B is row-contiguous where it is read in place (plan) and readable for k × n.
+    let raw_b = (!pack_b_blocks).then(|| unsafe { InPlaceB::new::<K>(p, b) });
     let nc = if p.act.is_row_wise() {
+        // Row-wise activations need whole rows: one column block.
         n
+    } else if raw_b.is_some() {
+        // A block of B read in place stays in half of L2, beside A's block.
+        (blk.l2 / 2 / (kc.max(1) * std::mem::size_of::<f32>()) / nr * nr).max(nr)
     } else {
         blk.nc.next_multiple_of(nr)
     };
     let mc = blk.mc.next_multiple_of(mr).min(m.next_multiple_of(mr));
     // k = 0 still runs one (empty) K block, so that C = act(beta·C + bias) is written.
     let k_blocks = k.div_ceil(kc).max(1);
-    let Workspace { a, b, bias, row } = ws;
 
     // LOOP 5: split n into nc-wide column blocks (B, C).
     for jc in (0..n).step_by(nc) {
@@ -609,16 +692,19 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
             let panels = ncb.next_multiple_of(nr) * kcb;
             // The tiles read f32 panels: prepacked f32 in place; 16-bit panels widened once per
             // block here, for the mc/MR row tiles that read each of them (not once per tile).
-            let bp: *const f32 = match p.packed {
+            let bp = match (&raw_b, p.packed) {
+                (Some(raw), _) => BlockB::InPlace(raw),
                 // SAFETY: pc starts a K block; jc is a multiple of NR inside n.
-                Some(pk) if W::IS_F32 => unsafe { pk.panel(pc, kcb, jc) }.cast(),
-                Some(pk) => {
+                (None, Some(pk)) if W::IS_F32 => {
+                    BlockB::Packed(unsafe { pk.panel(pc, kcb, jc) }.cast())
+                }
+                (None, Some(pk)) => {
                     let bp = grown(b, panels);
                     // SAFETY: the block's panels hold `panels` elements; bp as many f32.
                     unsafe { K::widen(pk.panel(pc, kcb, jc), bp.as_mut_ptr(), panels / nr) };
-                    bp.as_ptr()
+                    BlockB::Packed(bp.as_ptr())
                 }
-                None => {
+                (None, None) => {
                     let bp = grown(b, panels);
                     // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
                     unsafe {
@@ -628,7 +714,7 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                         };
                         pack_b::<K, W, f32>(src, kcb, ncb, bp, W::to_f32);
                     }
-                    bp.as_ptr()
+                    BlockB::Packed(bp.as_ptr())
                 }
             };
             // LOOP 3: split m into mc-tall row blocks (A, C).
@@ -644,8 +730,18 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                 } else {
                     (src, p.a.rs, p.a.cs, mr * p.a.rs)
                 };
-                // LOOP 2: NR-wide column panels of the packed B block.
+                // LOOP 2: NR-wide column panels of the B block.
                 for jr in (0..ncb).step_by(nr) {
+                    let (b, brs) = match bp {
+                        // SAFETY: panel jr/NR of the packed B block.
+                        BlockB::Packed(bp) => (unsafe { bp.add(jr * kcb) }, nr),
+                        BlockB::InPlace(raw) => {
+                            // SAFETY: row pc ≤ k; jc + jr < n is a multiple of NR.
+                            let (b, brs) = unsafe { raw.panel(pc, jc + jr) };
+                            // B is f32 where it is read in place (plan).
+                            (b.cast::<f32>(), brs)
+                        }
+                    };
                     // SAFETY: the bias panel is padded to a multiple of NR past jr.
                     let e = epilogue(p, kb == 0, last, bias.map(|b| unsafe { b.add(jr) }));
                     // LOOP 1: MR-tall row panels of A.
@@ -656,9 +752,8 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                             a: unsafe { ap.add(ir / mr * a_panel) },
                             ars,
                             acs,
-                            // SAFETY: panel jr/NR of the packed B block.
-                            b: unsafe { bp.add(jr * kcb) },
-                            brs: nr,
+                            b,
+                            brs,
                             m: mr.min(mcb - ir),
                             a_panel: pack_a_blocks,
                             n: nr.min(ncb - jr),
