@@ -153,6 +153,18 @@ impl SimdF32 for F32x8 {
     }
 }
 
+/// One tile shape in a function of its own: an unoptimized build gives every inlined call its
+/// own stack slots, so the row-count matches inlining all shapes into one frame needed more
+/// stack (2 MB for the portable kernel) than a test thread has.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn shape<W: Weight, const MR: usize, const NV: usize, const KP: usize, const PV: usize>(
+    t: &Tile<W>,
+    epi: &Epilogue,
+) {
+    // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
+    unsafe { tile::<F32x8, W, MR, NV, KP, PV>(t, epi) }
+}
+
 pub(crate) struct Avx2Fma;
 
 /// Wide thin tiles: 1×64 and 2×32, 8 accumulators each.
@@ -161,8 +173,8 @@ unsafe fn tile_wide_avx2<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
     unsafe {
         match rows {
-            1 => tile::<F32x8, W, 1, 8, 1, 2>(t, epi),
-            _ => tile::<F32x8, W, 2, 4, 1, 2>(t, epi),
+            1 => shape::<W, 1, 8, 1, 2>(t, epi),
+            _ => shape::<W, 2, 4, 1, 2>(t, epi),
         }
     }
 }
@@ -174,12 +186,12 @@ unsafe fn tile_avx2<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
     unsafe {
         match rows {
-            1 => tile::<F32x8, W, 1, 2, 4, 2>(t, epi),
-            2 => tile::<F32x8, W, 2, 2, 2, 2>(t, epi),
-            3 => tile::<F32x8, W, 3, 2, 2, 2>(t, epi),
-            4 => tile::<F32x8, W, 4, 2, 1, 2>(t, epi),
-            5 => tile::<F32x8, W, 5, 2, 1, 2>(t, epi),
-            _ => tile::<F32x8, W, 6, 2, 1, 2>(t, epi),
+            1 => shape::<W, 1, 2, 4, 2>(t, epi),
+            2 => shape::<W, 2, 2, 2, 2>(t, epi),
+            3 => shape::<W, 3, 2, 2, 2>(t, epi),
+            4 => shape::<W, 4, 2, 1, 2>(t, epi),
+            5 => shape::<W, 5, 2, 1, 2>(t, epi),
+            _ => shape::<W, 6, 2, 1, 2>(t, epi),
         }
     }
 }

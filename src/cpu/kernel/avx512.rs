@@ -134,6 +134,18 @@ impl SimdF32 for F32x16 {
     }
 }
 
+/// One tile shape in a function of its own: an unoptimized build gives every inlined call its
+/// own stack slots, so the row-count matches inlining all shapes into one frame needed more
+/// stack (2 MB for the portable kernel) than a test thread has.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn shape<W: Weight, const MR: usize, const NV: usize, const KP: usize, const PV: usize>(
+    t: &Tile<W>,
+    epi: &Epilogue,
+) {
+    // SAFETY: forwarded contract; this function is compiled with AVX-512F.
+    unsafe { tile::<F32x16, W, MR, NV, KP, PV>(t, epi) }
+}
+
 pub(crate) struct Avx512;
 
 /// Every tile shape, compiled with AVX-512F: `rows × 32`, with K-interleaved accumulator sets
@@ -144,20 +156,20 @@ unsafe fn tile_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
-            1 => tile::<F32x16, W, 1, 2, 4, 2>(t, epi),
-            2 => tile::<F32x16, W, 2, 2, 2, 2>(t, epi),
-            3 => tile::<F32x16, W, 3, 2, 2, 2>(t, epi),
-            4 => tile::<F32x16, W, 4, 2, 1, 2>(t, epi),
-            5 => tile::<F32x16, W, 5, 2, 1, 2>(t, epi),
-            6 => tile::<F32x16, W, 6, 2, 1, 2>(t, epi),
-            7 => tile::<F32x16, W, 7, 2, 1, 2>(t, epi),
-            8 => tile::<F32x16, W, 8, 2, 1, 2>(t, epi),
-            9 => tile::<F32x16, W, 9, 2, 1, 2>(t, epi),
-            10 => tile::<F32x16, W, 10, 2, 1, 2>(t, epi),
-            11 => tile::<F32x16, W, 11, 2, 1, 2>(t, epi),
-            12 => tile::<F32x16, W, 12, 2, 1, 2>(t, epi),
-            13 => tile::<F32x16, W, 13, 2, 1, 2>(t, epi),
-            _ => tile::<F32x16, W, 14, 2, 1, 2>(t, epi),
+            1 => shape::<W, 1, 2, 4, 2>(t, epi),
+            2 => shape::<W, 2, 2, 2, 2>(t, epi),
+            3 => shape::<W, 3, 2, 2, 2>(t, epi),
+            4 => shape::<W, 4, 2, 1, 2>(t, epi),
+            5 => shape::<W, 5, 2, 1, 2>(t, epi),
+            6 => shape::<W, 6, 2, 1, 2>(t, epi),
+            7 => shape::<W, 7, 2, 1, 2>(t, epi),
+            8 => shape::<W, 8, 2, 1, 2>(t, epi),
+            9 => shape::<W, 9, 2, 1, 2>(t, epi),
+            10 => shape::<W, 10, 2, 1, 2>(t, epi),
+            11 => shape::<W, 11, 2, 1, 2>(t, epi),
+            12 => shape::<W, 12, 2, 1, 2>(t, epi),
+            13 => shape::<W, 13, 2, 1, 2>(t, epi),
+            _ => shape::<W, 14, 2, 1, 2>(t, epi),
         }
     }
 }
@@ -170,12 +182,12 @@ unsafe fn tile_wide_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) 
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
-            1 => tile::<F32x16, W, 1, 8, 1, 2>(t, epi),
-            2 => tile::<F32x16, W, 2, 4, 1, 2>(t, epi),
-            3 => tile::<F32x16, W, 3, 4, 1, 2>(t, epi),
-            4 => tile::<F32x16, W, 4, 4, 1, 2>(t, epi),
-            5 => tile::<F32x16, W, 5, 4, 1, 2>(t, epi),
-            _ => tile::<F32x16, W, 6, 4, 1, 2>(t, epi),
+            1 => shape::<W, 1, 8, 1, 2>(t, epi),
+            2 => shape::<W, 2, 4, 1, 2>(t, epi),
+            3 => shape::<W, 3, 4, 1, 2>(t, epi),
+            4 => shape::<W, 4, 4, 1, 2>(t, epi),
+            5 => shape::<W, 5, 4, 1, 2>(t, epi),
+            _ => shape::<W, 6, 4, 1, 2>(t, epi),
         }
     }
 }
@@ -242,22 +254,22 @@ unsafe fn tile_narrow<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
     unsafe {
         match rows {
-            1 => tile::<F32x16, W, 1, 1, 8, 1>(t, epi),
-            2 => tile::<F32x16, W, 2, 1, 4, 1>(t, epi),
-            3 => tile::<F32x16, W, 3, 1, 3, 1>(t, epi),
-            4 => tile::<F32x16, W, 4, 1, 2, 1>(t, epi),
-            5 => tile::<F32x16, W, 5, 1, 2, 1>(t, epi),
-            6 => tile::<F32x16, W, 6, 1, 2, 1>(t, epi),
-            7 => tile::<F32x16, W, 7, 1, 2, 1>(t, epi),
-            8 => tile::<F32x16, W, 8, 1, 1, 1>(t, epi),
-            9 => tile::<F32x16, W, 9, 1, 1, 1>(t, epi),
-            10 => tile::<F32x16, W, 10, 1, 1, 1>(t, epi),
-            11 => tile::<F32x16, W, 11, 1, 1, 1>(t, epi),
-            12 => tile::<F32x16, W, 12, 1, 1, 1>(t, epi),
-            13 => tile::<F32x16, W, 13, 1, 1, 1>(t, epi),
-            14 => tile::<F32x16, W, 14, 1, 1, 1>(t, epi),
-            15 => tile::<F32x16, W, 15, 1, 1, 1>(t, epi),
-            _ => tile::<F32x16, W, 16, 1, 1, 1>(t, epi),
+            1 => shape::<W, 1, 1, 8, 1>(t, epi),
+            2 => shape::<W, 2, 1, 4, 1>(t, epi),
+            3 => shape::<W, 3, 1, 3, 1>(t, epi),
+            4 => shape::<W, 4, 1, 2, 1>(t, epi),
+            5 => shape::<W, 5, 1, 2, 1>(t, epi),
+            6 => shape::<W, 6, 1, 2, 1>(t, epi),
+            7 => shape::<W, 7, 1, 2, 1>(t, epi),
+            8 => shape::<W, 8, 1, 1, 1>(t, epi),
+            9 => shape::<W, 9, 1, 1, 1>(t, epi),
+            10 => shape::<W, 10, 1, 1, 1>(t, epi),
+            11 => shape::<W, 11, 1, 1, 1>(t, epi),
+            12 => shape::<W, 12, 1, 1, 1>(t, epi),
+            13 => shape::<W, 13, 1, 1, 1>(t, epi),
+            14 => shape::<W, 14, 1, 1, 1>(t, epi),
+            15 => shape::<W, 15, 1, 1, 1>(t, epi),
+            _ => shape::<W, 16, 1, 1, 1>(t, epi),
         }
     }
 }

@@ -101,6 +101,18 @@ impl SimdF32 for F32x4 {
     }
 }
 
+/// One tile shape in a function of its own: an unoptimized build gives every inlined call its
+/// own stack slots, so the row-count matches inlining all shapes into one frame needed more
+/// stack (2 MB for the portable kernel) than a test thread has.
+#[inline]
+unsafe fn shape<W: Weight, const MR: usize, const NV: usize, const KP: usize, const PV: usize>(
+    t: &Tile<W>,
+    epi: &Epilogue,
+) {
+    // SAFETY: forwarded contract; NEON is in the aarch64 baseline.
+    unsafe { tile::<F32x4, W, MR, NV, KP, PV>(t, epi) }
+}
+
 pub(crate) struct Neon;
 
 impl Microkernel for Neon {
@@ -114,14 +126,14 @@ impl Microkernel for Neon {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x4, W, 1, 3, 4, 3>(t, epi),
-                2 => tile::<F32x4, W, 2, 3, 2, 3>(t, epi),
-                3 => tile::<F32x4, W, 3, 3, 1, 3>(t, epi),
-                4 => tile::<F32x4, W, 4, 3, 1, 3>(t, epi),
-                5 => tile::<F32x4, W, 5, 3, 1, 3>(t, epi),
-                6 => tile::<F32x4, W, 6, 3, 1, 3>(t, epi),
-                7 => tile::<F32x4, W, 7, 3, 1, 3>(t, epi),
-                _ => tile::<F32x4, W, 8, 3, 1, 3>(t, epi),
+                1 => shape::<W, 1, 3, 4, 3>(t, epi),
+                2 => shape::<W, 2, 3, 2, 3>(t, epi),
+                3 => shape::<W, 3, 3, 1, 3>(t, epi),
+                4 => shape::<W, 4, 3, 1, 3>(t, epi),
+                5 => shape::<W, 5, 3, 1, 3>(t, epi),
+                6 => shape::<W, 6, 3, 1, 3>(t, epi),
+                7 => shape::<W, 7, 3, 1, 3>(t, epi),
+                _ => shape::<W, 8, 3, 1, 3>(t, epi),
             }
         }
     }
@@ -137,8 +149,8 @@ impl Microkernel for Neon {
         // SAFETY: forwarded contract, as above.
         unsafe {
             match rows {
-                1 => tile::<F32x4, W, 1, 12, 1, 3>(t, epi),
-                _ => tile::<F32x4, W, 2, 6, 1, 3>(t, epi),
+                1 => shape::<W, 1, 12, 1, 3>(t, epi),
+                _ => shape::<W, 2, 6, 1, 3>(t, epi),
             }
         }
     }

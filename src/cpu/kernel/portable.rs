@@ -78,6 +78,18 @@ impl SimdF32 for F32x8 {
 }
 
 /// 6×8: 12 SSE accumulators (or 6 AVX ones when built with AVX), the most that fit 16 registers.
+/// One tile shape in a function of its own: an unoptimized build gives every inlined call its
+/// own stack slots, so the row-count matches inlining all shapes into one frame needed more
+/// stack (2 MB for the portable kernel) than a test thread has.
+#[inline]
+unsafe fn shape<W: Weight, const MR: usize, const NV: usize, const KP: usize, const PV: usize>(
+    t: &Tile<W>,
+    epi: &Epilogue,
+) {
+    // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
+    unsafe { tile::<F32x8, W, MR, NV, KP, PV>(t, epi) }
+}
+
 pub(crate) struct Portable;
 
 impl Microkernel for Portable {
@@ -91,12 +103,12 @@ impl Microkernel for Portable {
         // SAFETY: forwarded contract; the kernel's features are in this build's baseline.
         unsafe {
             match rows {
-                1 => tile::<F32x8, W, 1, 1, 4, 1>(t, epi),
-                2 => tile::<F32x8, W, 2, 1, 2, 1>(t, epi),
-                3 => tile::<F32x8, W, 3, 1, 2, 1>(t, epi),
-                4 => tile::<F32x8, W, 4, 1, 1, 1>(t, epi),
-                5 => tile::<F32x8, W, 5, 1, 1, 1>(t, epi),
-                _ => tile::<F32x8, W, 6, 1, 1, 1>(t, epi),
+                1 => shape::<W, 1, 1, 4, 1>(t, epi),
+                2 => shape::<W, 2, 1, 2, 1>(t, epi),
+                3 => shape::<W, 3, 1, 2, 1>(t, epi),
+                4 => shape::<W, 4, 1, 1, 1>(t, epi),
+                5 => shape::<W, 5, 1, 1, 1>(t, epi),
+                _ => shape::<W, 6, 1, 1, 1>(t, epi),
             }
         }
     }
@@ -112,8 +124,8 @@ impl Microkernel for Portable {
         // SAFETY: forwarded contract, as above.
         unsafe {
             match rows {
-                1 => tile::<F32x8, W, 1, 4, 1, 1>(t, epi),
-                _ => tile::<F32x8, W, 2, 2, 1, 1>(t, epi),
+                1 => shape::<W, 1, 4, 1, 1>(t, epi),
+                _ => shape::<W, 2, 2, 1, 1>(t, epi),
             }
         }
     }
