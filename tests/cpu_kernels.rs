@@ -563,7 +563,8 @@ fn nan_propagates_through_relu() {
 /// so every kernel must give the exact sums.
 #[test]
 fn far_apart_rows_of_a_are_packed_exactly() {
-    // Just past 3/4 of L2 (200 columns for 1 MiB): A and B in place for every kernel; 520: A
+    // Just past 3/4 of L2 (200 columns for 1 MiB): A in place for every kernel, and B where its
+    // packed micro-panel would outgrow L1 (16- and 32-wide panels with 48 KiB of L1); 520: A
     // packed for 8- and 16-wide panels, B in place for 32-wide ones (avx512); 1040: both packed.
     let k = 1030;
     let past_l2 = (CacheSizes::detect().l2 * 3 / 4 / 4 / k + 1).next_multiple_of(8) + 8;

@@ -76,6 +76,7 @@ impl CacheSizes {
             mc,
             kc,
             nc,
+            l1d: self.l1d,
             l2: self.l2,
         }
     }

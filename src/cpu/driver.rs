@@ -17,6 +17,8 @@ pub(crate) struct Blocking {
     pub mc: usize,
     pub kc: usize,
     pub nc: usize,
+    /// L1 data cache bytes, for choosing whether to pack B.
+    pub l1d: usize,
     /// L2 bytes per core, for choosing between the thin and the blocked path.
     pub l2: usize,
 }
@@ -196,15 +198,19 @@ pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking)
     // −14 % at 784→128 where only 8 panels share each packed block).
     let far_rows = p.a.rs * std::mem::size_of::<f32>() >= 4096 && p.n >= 32 * K::NR;
     let pack_a = p.a.cs != 1 || far_rows;
-    // Where A is read in place, raw f32 B with rows less than a page apart is too, in column
-    // blocks that fill half of L2 (Zen 5, avx512, 512³: time ratio to faer 1.04–1.07 → 1.00–1.02,
-    // 2 threads 0.98–1.00 → 0.96–0.97); B rows a page apart defeat the prefetchers as A rows do
-    // (1024³ with B in place: 1.0 → 1.3–1.4).
+    let kc = p.packed.map_or_else(|| even_kc(p.k, blk.kc), |pk| pk.kc);
+    // Where A is read in place and a packed kc × NR micro-panel of B would not stay in L1 (so
+    // the tiles stream it from L2 either way), raw f32 B with rows less than a page apart is
+    // read in place too, in column blocks that fill half of L2 (Zen 5, 512³: avx512 time ratio
+    // to faer 1.04–1.05 → 1.01–1.03; avx2, whose 32 KiB micro-panel fits L1, 2.00 → 2.04
+    // in place, so it packs). B rows a page apart defeat the prefetchers as A rows do (avx512
+    // 1024³ with B in place: 1.0 → 1.3–1.4).
     let b_near = W::IS_F32 && p.b.cs == 1 && p.b.rs * std::mem::size_of::<W>() < 4096;
+    let panel_in_l1 = kc * K::NR * std::mem::size_of::<f32>() <= blk.l1d;
     Path::Blocked {
         pack_a,
-        pack_b: pack_a || p.packed.is_some() || !b_near,
-        kc: p.packed.map_or_else(|| even_kc(p.k, blk.kc), |pk| pk.kc),
+        pack_b: pack_a || p.packed.is_some() || !b_near || panel_in_l1,
+        kc,
     }
 }
 
