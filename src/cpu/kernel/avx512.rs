@@ -134,9 +134,7 @@ impl SimdF32 for F32x16 {
     }
 }
 
-/// One tile shape in a function of its own: an unoptimized build gives every inlined call its
-/// own stack slots, so the row-count matches inlining all shapes into one frame needed more
-/// stack (2 MB for the portable kernel) than a test thread has.
+/// [`tile`] for one shape, in a function of its own (see [`tile`]).
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn shape<W: Weight, const MR: usize, const NV: usize, const KP: usize, const PV: usize>(
     t: &Tile<W>,

@@ -197,6 +197,11 @@ pub(crate) trait Microkernel {
 /// the sets are summed at the end), so that thin tiles still have enough independent FMA chains
 /// to hide the FMA latency.
 ///
+/// Each kernel calls it through a small `shape` function per tile shape rather than from its
+/// match over row counts directly: an unoptimized build gives every inlined call its own stack
+/// slots, and all shapes inlined into one match needed more stack (2 MB for the portable kernel)
+/// than a test thread has.
+///
 /// # Safety
 /// As [`Microkernel::tile`] with `NR = NV · S::LANES`, and `S` usable in the calling context.
 #[inline(always)]

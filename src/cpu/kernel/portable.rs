@@ -77,10 +77,7 @@ impl SimdF32 for F32x8 {
     }
 }
 
-/// 6×8: 12 SSE accumulators (or 6 AVX ones when built with AVX), the most that fit 16 registers.
-/// One tile shape in a function of its own: an unoptimized build gives every inlined call its
-/// own stack slots, so the row-count matches inlining all shapes into one frame needed more
-/// stack (2 MB for the portable kernel) than a test thread has.
+/// [`tile`] for one shape, in a function of its own (see [`tile`]).
 #[inline]
 unsafe fn shape<W: Weight, const MR: usize, const NV: usize, const KP: usize, const PV: usize>(
     t: &Tile<W>,
@@ -90,6 +87,7 @@ unsafe fn shape<W: Weight, const MR: usize, const NV: usize, const KP: usize, co
     unsafe { tile::<F32x8, W, MR, NV, KP, PV>(t, epi) }
 }
 
+/// 6×8: 12 SSE accumulators (or 6 AVX ones when built with AVX), the most that fit 16 registers.
 pub(crate) struct Portable;
 
 impl Microkernel for Portable {
