@@ -557,24 +557,27 @@ fn nan_propagates_through_relu() {
     }
 }
 
-/// A with rows a page or more apart and a wide output is packed, not read in place, and B
-/// larger than L2 is packed or, with rows less than a page apart under A read in place, read in
-/// place in column blocks with a copied ragged last panel (see `driver::plan`): small integers,
-/// so every kernel must give the exact sums.
+/// A with rows a page or more apart and a wide output is packed, or read in place by wide
+/// tiles over B packed two panels wide (avx512), and B larger than L2 is packed or, with rows
+/// less than a page apart under A read in place, read in place in column blocks with a copied
+/// ragged last panel (see `driver::plan`): small integers, so every kernel must give the exact
+/// sums, in y and in the training z.
 #[test]
-fn far_apart_rows_of_a_are_packed_exactly() {
+fn far_apart_rows_of_a_sum_exactly() {
     // Just past 3/4 of L2 (200 columns for 1 MiB): A in place for every kernel, and B where its
     // packed micro-panel would outgrow L1 (16- and 32-wide panels with 48 KiB of L1); 520: A
-    // packed for 8- and 16-wide panels, B in place for 32-wide ones (avx512); 1040: both packed.
+    // packed for 8- and 16-wide panels, B in place for 32-wide ones (avx512); 1040: A packed,
+    // or read in place by 6-row wide tiles (avx512), whose last group of 19 rows has one row
+    // (a tile per panel) and of 20 rows two, and whose last 64 columns hold 16.
     let k = 1030;
     let past_l2 = (CacheSizes::detect().l2 * 3 / 4 / 4 / k + 1).next_multiple_of(8) + 8;
-    for n in [past_l2, 520, 1040] {
-        far_apart_rows_case(n);
+    for (m, n) in [(20, past_l2), (20, 520), (19, 1040), (20, 1040)] {
+        far_apart_rows_case(m, n);
     }
 }
 
-fn far_apart_rows_case(n: usize) {
-    let (m, k) = (20, 1030);
+fn far_apart_rows_case(m: usize, n: usize) {
+    let k = 1030;
     let x: Vec<f32> = (0..m * k)
         .map(|i| ((i / k + i % k) % 3) as f32 - 1.0)
         .collect();
@@ -582,29 +585,63 @@ fn far_apart_rows_case(n: usize) {
         .map(|i| ((i / n * (i % n)) % 5) as f32 - 2.0)
         .collect();
     let bias: Vec<f32> = (0..n).map(|j| (j % 7) as f32).collect();
-    let mut want = vec![f32::NAN; m * n];
     let (xv, wv) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, k, n));
-    reference::dense(
-        xv,
-        wv,
-        Some(&bias),
-        Activation::Relu,
-        MatMut::row_major(&mut want, m, n),
-    )
-    .unwrap();
+    let mut want_z = vec![f32::NAN; m * n];
+    let out = MatMut::row_major(&mut want_z, m, n);
+    reference::dense(xv, wv, Some(&bias), Activation::Linear, out).unwrap();
+    let want_y: Vec<f32> = want_z.iter().map(|&v| v.max(0.0)).collect();
     for cpu in kernels() {
         for threads in [1, 2] {
             let cpu = cpu.clone().with_threads(threads).unwrap();
-            let mut y = vec![f32::NAN; m * n];
-            cpu.dense(
-                xv,
-                wv,
-                Some(&bias),
-                Activation::Relu,
+            let (mut y, mut z) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+            let (zv, yv) = (
+                MatMut::row_major(&mut z, m, n),
                 MatMut::row_major(&mut y, m, n),
-            )
-            .unwrap();
-            assert_eq!(y, want, "{:?}, n {n}, {threads} threads", cpu.kernel());
+            );
+            cpu.dense_train(xv, wv, Some(&bias), Activation::Relu, zv, yv)
+                .unwrap();
+            let what = format!("{:?}, {m}×{n}, {threads} threads", cpu.kernel());
+            assert_eq!(z, want_z, "z: {what}");
+            assert_eq!(y, want_y, "y: {what}");
+        }
+    }
+}
+
+/// Far-apart rows of A over a wide output (the avx512 kernel's wide-tile path) give the same bits
+/// for any thread count: column parts start at whole two-panel tiles, and row parts (row-wise
+/// activations, over B packed once for all parts) at whole row groups.
+#[test]
+fn far_apart_rows_do_not_depend_on_the_thread_count() {
+    let (m, k, n) = (25, 1024, 1090);
+    let x = Stored::new(m, k, Layout::RowMajor, uniform(7));
+    let w = Stored::new(k, n, Layout::RowMajor, uniform(8));
+    let bias: Vec<f32> = (0..n).map(|j| uniform(9)(0, j)).collect();
+    for act in [Activation::Relu, Activation::Softmax] {
+        let mut want = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+        reference::dense(x.view(), w.view(), Some(&bias), act, want.view_mut()).unwrap();
+        for cpu in kernels() {
+            let mut first: Option<Vec<u32>> = None;
+            for threads in [1, 2, 3] {
+                let cpu = cpu.clone().with_threads(threads).unwrap();
+                let mut y = Stored::new(m, n, Layout::RowMajor, |_, _| f32::NAN);
+                cpu.dense(x.view(), w.view(), Some(&bias), act, y.view_mut())
+                    .unwrap();
+                for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
+                    let (got, exp) = (y.at(i, j), want.at(i, j));
+                    // Sums of 1024 products of magnitude < 1 carry errors near 1e-5.
+                    let tol = 1e-4 + 1e-3 * exp.abs();
+                    assert!(
+                        (got - exp).abs() <= tol,
+                        "{:?} {act} ({i},{j}): {got} vs {exp}",
+                        cpu.kernel()
+                    );
+                }
+                let bits: Vec<u32> = y.buf.iter().map(|v| v.to_bits()).collect();
+                match &first {
+                    Some(f) => assert!(f == &bits, "{:?} {act}, {threads} threads", cpu.kernel()),
+                    None => first = Some(bits),
+                }
+            }
         }
     }
 }

@@ -62,6 +62,7 @@ pub(crate) unsafe fn gemm(p: &Problem<'_, bf16>, blk: Blocking, pool: Option<&ra
     let path = Path::Blocked {
         pack_a: true,
         pack_b: true,
+        wide: false,
         kc: pk.kc,
     };
     // SAFETY: forwarded contract: each part is the problem on a block of the output, with

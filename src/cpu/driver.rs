@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use bytemuck::{Pod, Zeroable};
 
 use super::kernel::{Epilogue, Microkernel, Tile, Weight, ZMode};
-use super::pack::{Block, pack_a, pack_b};
+use super::pack::{Block, pack_a, pack_b, pack_b_wide};
 use crate::activation::Activation;
 
 /// Cache blocking: A blocks are `mc × kc` (kept in L2), B blocks `kc × nc` (kept in L3), one
@@ -160,10 +160,12 @@ pub(crate) enum Path {
     /// `kc` rows (all of K, or prepacked B's blocks), A is not packed.
     Thin { kc: usize },
     /// The BLIS loops; A is packed unless read in place, B read from packed panels (packed
-    /// here unless prepacked) unless read in place.
+    /// here unless prepacked) unless read in place. `wide`: A is read in place by
+    /// `K::FAR_A_ROWS`-row tiles two panels wide, over B packed (here) two panels wide.
     Blocked {
         pack_a: bool,
         pack_b: bool,
+        wide: bool,
         kc: usize,
     },
 }
@@ -195,9 +197,15 @@ pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking)
     // Row-contiguous A is read in place (no copy) unless its rows are a page or more apart:
     // then the MR rows a tile streams fight over L1 sets and TLB entries, and packing pays off
     // once the block serves enough column panels (measured: +3 % at 1024², +10 % at 2048²,
-    // −14 % at 784→128 where only 8 panels share each packed block).
+    // −14 % at 784→128 where only 8 panels share each packed block). Kernels with a wide tile
+    // of few rows read such rows in place with it instead, over B packed two panels wide so
+    // that each K step reads one run of B (Zen 5, avx512 6 × 64 against 14 × 32 on packed A,
+    // time ratio to faer: 1024³ 1.007–1.024 → 0.958–0.972, 2048³ 0.943–0.948 → 0.906–0.916;
+    // 2 threads 1.013 → 0.978 and 0.964 → 0.937; the same tiles on 32-wide panels, or at 512³
+    // where A is read in place anyway, gained nothing).
     let far_rows = p.a.rs * std::mem::size_of::<f32>() >= 4096 && p.n >= 32 * K::NR;
-    let pack_a = p.a.cs != 1 || far_rows;
+    let wide = far_rows && K::FAR_A_ROWS > 0 && p.a.cs == 1 && p.packed.is_none();
+    let pack_a = p.a.cs != 1 || (far_rows && !wide);
     let kc = p.packed.map_or_else(|| even_kc(p.k, blk.kc), |pk| pk.kc);
     // Where A is read in place and a packed kc × NR micro-panel of B would not stay in L1 (so
     // the tiles stream it from L2 either way), raw f32 B with rows less than a page apart is
@@ -209,7 +217,8 @@ pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking)
     let panel_in_l1 = kc * K::NR * std::mem::size_of::<f32>() <= blk.l1d;
     Path::Blocked {
         pack_a,
-        pack_b: pack_a || p.packed.is_some() || !b_near || panel_in_l1,
+        pack_b: wide || pack_a || p.packed.is_some() || !b_near || panel_in_l1,
+        wide,
         kc,
     }
 }
@@ -299,9 +308,12 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
         unsafe {
             in_parts::<K, W>(q, path, pool, |q, ws| match path {
                 Path::Thin { kc } => thin::<K, W>(q, kc, ws),
-                Path::Blocked { pack_a, pack_b, kc } => {
-                    blocked::<K, W>(q, pack_a, pack_b, kc, blk, ws)
-                }
+                Path::Blocked {
+                    pack_a,
+                    pack_b,
+                    wide,
+                    kc,
+                } => blocked::<K, W>(q, pack_a, pack_b, wide, kc, blk, ws),
             })
         }
     };
@@ -411,9 +423,10 @@ struct Split {
 
 impl Split {
     fn new<K: Microkernel, W>(p: &Problem<'_, W>, path: Path, threads: usize) -> Self {
-        // Column parts of the thin path start where a tile of the whole problem starts: at a
+        // Column parts start where a tile of the whole problem starts: on the thin path at a
         // multiple of the widest wide tile its row groups use (wide and NR-wide tiles sum K
-        // in different orders, so a part boundary inside a wide tile would change results).
+        // in different orders, so a part boundary inside a wide tile would change results),
+        // on the blocked path at a multiple of its tile width.
         let cols = match path {
             Path::Thin { .. } => {
                 let last = match p.m % K::MR {
@@ -422,7 +435,12 @@ impl Split {
                 };
                 K::NR * K::wide_panels(K::MR.min(p.m)).max(K::wide_panels(last))
             }
-            Path::Blocked { .. } => K::NR,
+            Path::Blocked { wide, .. } => K::NR * if wide { 2 } else { 1 },
+        };
+        // Row parts start where a row group of the whole problem starts.
+        let rows = match path {
+            Path::Blocked { wide: true, .. } => K::FAR_A_ROWS,
+            _ => K::MR,
         };
         // Each part packs what it reads of B (and of A where A is packed): columns for the
         // thin path and wherever A is read in place, so no part copies what another copies
@@ -435,7 +453,7 @@ impl Split {
                 }
                 Path::Blocked { pack_a: true, .. } => p.m / K::MR >= p.n / K::NR,
             };
-        let (len, unit) = if by_rows { (p.m, K::MR) } else { (p.n, cols) };
+        let (len, unit) = if by_rows { (p.m, rows) } else { (p.n, cols) };
         let units = len.div_ceil(unit);
         Split {
             by_rows,
@@ -648,8 +666,13 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mu
 /// Where the tiles of one K block of the BLIS loops read B.
 #[derive(Clone, Copy)]
 enum BlockB<'r, W> {
-    /// The block's f32 panels.
-    Packed(*const f32),
+    /// The block's f32 panels: the one of column `j` (a multiple of the tile width) at
+    /// `ptr + j·kc`, its rows `brs` apart, its second panel (wide tiles) `bps` on.
+    Packed {
+        ptr: *const f32,
+        brs: usize,
+        bps: usize,
+    },
     /// B itself.
     InPlace(&'r InPlaceB<W>),
 }
@@ -662,65 +685,93 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
     p: &Problem<'_, W>,
     pack_a_blocks: bool,
     pack_b_blocks: bool,
+    wide: bool,
     kc: usize,
     blk: Blocking,
     ws: &mut Workspace,
 ) {
     let (m, k, n) = (p.m, p.k, p.n);
-    let (mr, nr) = (K::MR, K::NR);
+    let nr = K::NR;
+    // The tile: the main one, or the wide one over A in place (plan).
+    let (mr, tile_n) = if wide {
+        (K::FAR_A_ROWS, 2 * nr)
+    } else {
+        (K::MR, nr)
+    };
     let Workspace { a, b, bias, row } = ws;
-    // B read in place is f32 and raw (plan).
-    debug_assert!(pack_b_blocks || (W::IS_F32 && p.packed.is_none()));
+    // B read in place is f32 and raw; wide tiles read packed B (plan).
+    debug_assert!(pack_b_blocks || (W::IS_F32 && p.packed.is_none() && !wide));
     // SAFETY: B is row-contiguous where it is read in place (plan) and readable for k × n.
     let raw_b = (!pack_b_blocks).then(|| unsafe { InPlaceB::new::<K>(p, b) });
     let nc = if p.act.is_row_wise() {
         // Row-wise activations need whole rows: one column block.
         n
-    } else if raw_b.is_some() {
-        // A block of B read in place stays in half of L2, beside A's block.
-        (blk.l2 / 2 / (kc.max(1) * std::mem::size_of::<f32>()) / nr * nr).max(nr)
+    } else if raw_b.is_some() || wide {
+        // A block of B read in place, or streamed through by every row group of wide tiles,
+        // stays in half of L2.
+        (blk.l2 / 2 / (kc.max(1) * std::mem::size_of::<f32>()) / tile_n * tile_n).max(tile_n)
     } else {
         blk.nc.next_multiple_of(nr)
     };
-    let mc = blk.mc.next_multiple_of(mr).min(m.next_multiple_of(mr));
+    // Wide tiles: an A block is one row group, which sweeps the whole B block.
+    let mc = if wide {
+        mr
+    } else {
+        blk.mc.next_multiple_of(mr).min(m.next_multiple_of(mr))
+    };
     // k = 0 still runs one (empty) K block, so that C = act(beta·C + bias) is written.
     let k_blocks = k.div_ceil(kc).max(1);
 
     // LOOP 5: split n into nc-wide column blocks (B, C).
     for jc in (0..n).step_by(nc) {
         let ncb = nc.min(n - jc);
-        let bias = bias_panel(bias, p.bias, jc, ncb, ncb.next_multiple_of(nr));
+        let bias = bias_panel(bias, p.bias, jc, ncb, ncb.next_multiple_of(tile_n));
         // LOOP 4: split k into kc-deep blocks (A, B); the last one runs the epilogue.
         for kb in 0..k_blocks {
             let pc = kb * kc;
             let kcb = kc.min(k - pc);
             let last = kb + 1 == k_blocks;
-            let panels = ncb.next_multiple_of(nr) * kcb;
+            let panels = ncb.next_multiple_of(tile_n) * kcb;
+            // NR-wide panels, one after the other.
+            let by_panel = |ptr: *const f32| BlockB::Packed {
+                ptr,
+                brs: nr,
+                bps: kcb * nr,
+            };
             // The tiles read f32 panels: prepacked f32 in place; 16-bit panels widened once per
             // block here, for the mc/MR row tiles that read each of them (not once per tile).
             let bp = match (&raw_b, p.packed) {
                 (Some(raw), _) => BlockB::InPlace(raw),
                 // SAFETY: pc starts a K block; jc is a multiple of NR inside n.
-                (None, Some(pk)) if W::IS_F32 => {
-                    BlockB::Packed(unsafe { pk.panel(pc, kcb, jc) }.cast())
-                }
+                (None, Some(pk)) if W::IS_F32 => by_panel(unsafe { pk.panel(pc, kcb, jc) }.cast()),
                 (None, Some(pk)) => {
                     let bp = grown(b, panels);
-                    // SAFETY: the block's panels hold `panels` elements; bp as many f32.
-                    unsafe { K::widen(pk.panel(pc, kcb, jc), bp.as_mut_ptr(), panels / nr) };
-                    BlockB::Packed(bp.as_ptr())
+                    // The prepacked panels end at a multiple of NR.
+                    let rows = ncb.div_ceil(nr) * kcb;
+                    // SAFETY: the block's panels hold `rows` panel rows; bp holds as many f32.
+                    unsafe { K::widen(pk.panel(pc, kcb, jc), bp.as_mut_ptr(), rows) };
+                    by_panel(bp.as_ptr())
                 }
                 (None, None) => {
                     let bp = grown(b, panels);
                     // SAFETY: rows pc..pc+kcb and columns jc..jc+ncb are inside B.
-                    unsafe {
-                        let src = Block {
-                            ptr: p.b.ptr.add(pc * p.b.rs + jc * p.b.cs),
-                            ..p.b
-                        };
-                        pack_b::<K, W, f32>(src, kcb, ncb, bp, W::to_f32);
+                    let src = Block {
+                        ptr: unsafe { p.b.ptr.add(pc * p.b.rs + jc * p.b.cs) },
+                        ..p.b
+                    };
+                    if wide {
+                        // SAFETY: as above; bp holds the block's two-panel-wide panels.
+                        unsafe { pack_b_wide::<K, W, f32, 2>(src, kcb, ncb, bp, W::to_f32) };
+                        BlockB::Packed {
+                            ptr: bp.as_ptr(),
+                            brs: tile_n,
+                            bps: nr,
+                        }
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { pack_b::<K, W, f32>(src, kcb, ncb, bp, W::to_f32) };
+                        by_panel(bp.as_ptr())
                     }
-                    BlockB::Packed(bp.as_ptr())
                 }
             };
             // LOOP 3: split m into mc-tall row blocks (A, C).
@@ -736,21 +787,23 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                 } else {
                     (src, p.a.rs, p.a.cs, mr * p.a.rs)
                 };
-                // LOOP 2: NR-wide column panels of the B block.
-                for jr in (0..ncb).step_by(nr) {
-                    let (b, brs) = match bp {
-                        // SAFETY: panel jr/NR of the packed B block.
-                        BlockB::Packed(bp) => (unsafe { bp.add(jr * kcb) }, nr),
+                // LOOP 2: tile-wide column panels of the B block.
+                for jr in (0..ncb).step_by(tile_n) {
+                    let (b, brs, bps) = match bp {
+                        // SAFETY: the panel of column jr of the packed B block.
+                        BlockB::Packed { ptr, brs, bps } => {
+                            (unsafe { ptr.add(jr * kcb) }, brs, bps)
+                        }
                         BlockB::InPlace(raw) => {
                             // SAFETY: row pc ≤ k; jc + jr < n is a multiple of NR.
                             let (b, brs) = unsafe { raw.panel(pc, jc + jr) };
                             // B is f32 where it is read in place (plan).
-                            (b.cast::<f32>(), brs)
+                            (b.cast::<f32>(), brs, nr)
                         }
                     };
-                    // SAFETY: the bias panel is padded to a multiple of NR past jr.
+                    // SAFETY: the bias panel is padded to a multiple of the tile width past jr.
                     let e = epilogue(p, kb == 0, last, bias.map(|b| unsafe { b.add(jr) }));
-                    // LOOP 1: MR-tall row panels of A.
+                    // LOOP 1: tile-tall row panels of A.
                     for ir in (0..mcb).step_by(mr) {
                         let t = Tile {
                             kc: kcb,
@@ -760,13 +813,20 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                             acs,
                             b,
                             brs,
+                            bps,
                             m: mr.min(mcb - ir),
                             a_panel: pack_a_blocks,
-                            n: nr.min(ncb - jr),
+                            n: tile_n.min(ncb - jr),
                             ..tile_at(p, ic + ir, jc + jr)
                         };
                         // SAFETY: the tile is clipped to the operands; features are the caller's.
-                        unsafe { K::tile::<f32>(t.m, &t, &e) };
+                        unsafe {
+                            if wide {
+                                two_panel_tile::<K>(t.m, &t, &e)
+                            } else {
+                                K::tile::<f32>(t.m, &t, &e)
+                            }
+                        };
                     }
                 }
                 if last {
@@ -774,6 +834,43 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                     unsafe { finish_rows::<K, W>(p, ic, mcb, row) };
                 }
             }
+        }
+    }
+}
+
+/// A tile two panels wide: the kernel's wide tile where it has one of that width for `rows`
+/// rows, else a tile per panel; one tile where `t.n` fits one panel (the last prepacked panel
+/// has no second one).
+///
+/// # Safety
+/// As [`Microkernel::tile_wide`] with two panels, or as [`Microkernel::tile`] where `t.n ≤ NR`.
+unsafe fn two_panel_tile<K: Microkernel>(rows: usize, t: &Tile<f32>, e: &Epilogue) {
+    if K::wide_panels(rows) == 2 && t.n > K::NR {
+        // SAFETY: the caller's contract.
+        return unsafe { K::tile_wide(rows, t, e) };
+    }
+    let nr = K::NR;
+    // SAFETY: the caller's contract, for each panel: the second starts NR columns on in C, z
+    // and the bias, `bps` on in B.
+    unsafe {
+        K::tile(
+            rows,
+            &Tile {
+                n: t.n.min(nr),
+                ..*t
+            },
+            e,
+        );
+        if t.n > nr {
+            let second = Tile {
+                b: t.b.add(t.bps),
+                c: t.c.add(nr * t.ccs),
+                z: t.z.wrapping_add(nr * t.zcs),
+                n: t.n - nr,
+                ..*t
+            };
+            let bias = e.bias.map(|b| b.add(nr));
+            K::tile(rows, &second, &Epilogue { bias, ..*e });
         }
     }
 }

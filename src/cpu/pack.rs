@@ -22,8 +22,8 @@ impl<T> Copy for Block<T> {}
 
 use super::kernel::{Microkernel, Weight};
 
-/// The widest panel of any kernel, in elements.
-const MAX_NR: usize = 32;
+/// The widest panel of any kernel (two of avx512's, for its wide tiles), in elements.
+const MAX_NR: usize = 64;
 
 /// Packs the `mc × kc` block of A into `K::MR`-row panels in `out` (⌈mc/MR⌉·MR·kc values).
 ///
@@ -79,7 +79,23 @@ pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: Weight>(
     out: &mut [W],
     convert: impl Fn(S) -> W,
 ) {
-    let nr = K::NR;
+    // SAFETY: the caller's contract.
+    unsafe { pack_b_wide::<K, S, W, 1>(b, kc, nc, out, convert) }
+}
+
+/// [`pack_b`] into panels of `P · K::NR` columns (each K step's `P · NR` values together), as
+/// wide tiles read them with panels `NR` apart (`Tile::bps`).
+///
+/// # Safety
+/// As [`pack_b`], with `out` holding ⌈nc/(P·NR)⌉·P·NR·kc values.
+pub(crate) unsafe fn pack_b_wide<K: Microkernel, S: Copy, W: Weight, const P: usize>(
+    b: Block<S>,
+    kc: usize,
+    nc: usize,
+    out: &mut [W],
+    convert: impl Fn(S) -> W,
+) {
+    let nr = P * K::NR;
     if kc == 0 {
         return;
     }
@@ -98,7 +114,7 @@ pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: Weight>(
             .enumerate()
         {
             // SAFETY: rows < kc and the panel's columns < nc are inside the block (caller).
-            unsafe { pack_b_rows::<K, S, W>(b, rows.clone(), panel * nr, nc, dst, &convert) };
+            unsafe { pack_b_rows::<K, S, W, P>(b, rows.clone(), panel * nr, nc, dst, &convert) };
         }
     }
 }
@@ -107,12 +123,12 @@ pub(crate) unsafe fn pack_b<K: Microkernel, S: Copy, W: Weight>(
 const PACK_ROWS: usize = 8;
 
 /// Rows `rows` of the B panel starting at column `j0` (of `nc`) into `dst`, that panel's
-/// `kc × NR` values.
+/// `kc × P·NR` values.
 ///
 /// # Safety
 /// As [`pack_b`].
 #[inline(always)]
-unsafe fn pack_b_rows<K: Microkernel, S: Copy, W: Weight>(
+unsafe fn pack_b_rows<K: Microkernel, S: Copy, W: Weight, const P: usize>(
     b: Block<S>,
     rows: std::ops::Range<usize>,
     j0: usize,
@@ -120,7 +136,7 @@ unsafe fn pack_b_rows<K: Microkernel, S: Copy, W: Weight>(
     dst: &mut [W],
     convert: &impl Fn(S) -> W,
 ) {
-    let nr = K::NR;
+    let nr = P * K::NR;
     let interleave = W::PAIRED && K::BF16_PAIRS;
     let cols = nr.min(nc - j0);
     for p in rows {
@@ -129,7 +145,7 @@ unsafe fn pack_b_rows<K: Microkernel, S: Copy, W: Weight>(
         unsafe {
             let src = b.ptr.add(p * b.rs + j0 * b.cs);
             if b.cs == 1 && cols == nr {
-                // NR is a constant here: a fixed-size copy, not a call per row.
+                // P·NR is a constant here: a fixed-size copy, not a call per row.
                 let src = std::slice::from_raw_parts(src, nr);
                 for (d, &v) in row.iter_mut().zip(src) {
                     *d = convert(v);

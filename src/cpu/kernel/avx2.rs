@@ -204,6 +204,8 @@ impl Microkernel for Avx2Fma {
         // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
         unsafe { tile_avx2(rows, t, epi) }
     }
+    // 6 rows already; its 2-row wide tile has too few FMA chains to replace it.
+    const FAR_A_ROWS: usize = 0;
     fn wide_panels(rows: usize) -> usize {
         match rows {
             1 => 4,

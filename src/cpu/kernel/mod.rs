@@ -158,6 +158,11 @@ pub(crate) trait Microkernel {
     /// Panels per wide tile of `rows` rows (1 where no wide tile exists).
     fn wide_panels(rows: usize) -> usize;
 
+    /// Rows of the two-panel wide tile that the blocked loops run where A's rows are a page or
+    /// more apart, reading A in place over B packed two panels wide, or 0 where A is packed for
+    /// the main tile there (see `driver::plan`). `wide_panels(FAR_A_ROWS)` is 2.
+    const FAR_A_ROWS: usize;
+
     /// A `rows × wide_panels(rows)·NR` tile for thin problems: few rows need several panels
     /// in flight to read B rows in long runs and to keep 8 FMA chains busy.
     ///
