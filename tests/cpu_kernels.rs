@@ -561,7 +561,7 @@ fn nan_propagates_through_relu() {
 /// tiles over B packed two panels wide (avx512), and B larger than L2 is packed or, with rows
 /// less than a page apart under A read in place, read in place in column blocks with a copied
 /// ragged last panel (see `driver::plan`): small integers, so every kernel must give the exact
-/// sums, in y and in the training z.
+/// sums, in y and in the training z, and from weights packed once in every format.
 #[test]
 fn far_apart_rows_of_a_sum_exactly() {
     // Just past 3/4 of L2 (200 columns for 1 MiB): A in place for every kernel, and B where its
@@ -603,6 +603,15 @@ fn far_apart_rows_case(m: usize, n: usize) {
             let what = format!("{:?}, {m}×{n}, {threads} threads", cpu.kernel());
             assert_eq!(z, want_z, "z: {what}");
             assert_eq!(y, want_y, "y: {what}");
+            // Weights packed once (small integers are exact in every format).
+            for format in WeightFormat::ALL {
+                let packed = cpu.pack_weights_as(wv, format).unwrap();
+                let mut y = vec![f32::NAN; m * n];
+                let yv = MatMut::row_major(&mut y, m, n);
+                cpu.dense_packed(xv, &packed, Some(&bias), Activation::Relu, yv)
+                    .unwrap();
+                assert_eq!(y, want_y, "packed {format:?}: {what}");
+            }
         }
     }
 }

@@ -161,7 +161,8 @@ pub(crate) enum Path {
     Thin { kc: usize },
     /// The BLIS loops; A is packed unless read in place, B read from packed panels (packed
     /// here unless prepacked) unless read in place. `wide`: A is read in place by
-    /// `K::FAR_A_ROWS`-row tiles two panels wide, over B packed (here) two panels wide.
+    /// `K::FAR_A_ROWS`-row tiles two panels wide, over B packed here two panels wide (or
+    /// prepacked).
     Blocked {
         pack_a: bool,
         pack_b: bool,
@@ -201,10 +202,11 @@ pub(crate) fn plan<K: Microkernel, W: Weight>(p: &Problem<'_, W>, blk: Blocking)
     // of few rows read such rows in place with it instead, over B packed two panels wide so
     // that each K step reads one run of B (Zen 5, avx512 6 × 64 against 14 × 32 on packed A,
     // time ratio to faer: 1024³ 1.007–1.024 → 0.958–0.972, 2048³ 0.943–0.948 → 0.906–0.916;
-    // 2 threads 1.013 → 0.978 and 0.964 → 0.937; the same tiles on 32-wide panels, or at 512³
-    // where A is read in place anyway, gained nothing).
+    // 2 threads 1.013 → 0.978 and 0.964 → 0.937; the same tiles on 32-wide panels packed per
+    // call, or at 512³ where A is read in place anyway, gained nothing). Prepacked B keeps its
+    // 32-wide panels, read two at a time (2048³ with W packed once: 3 % faster than packing A).
     let far_rows = p.a.rs * std::mem::size_of::<f32>() >= 4096 && p.n >= 32 * K::NR;
-    let wide = far_rows && K::FAR_A_ROWS > 0 && p.a.cs == 1 && p.packed.is_none();
+    let wide = far_rows && K::FAR_A_ROWS > 0 && p.a.cs == 1;
     let pack_a = p.a.cs != 1 || (far_rows && !wide);
     let kc = p.packed.map_or_else(|| even_kc(p.k, blk.kc), |pk| pk.kc);
     // Where A is read in place and a packed kc × NR micro-panel of B would not stay in L1 (so
