@@ -429,20 +429,17 @@ impl Split {
         // multiple of the widest wide tile its row groups use (wide and NR-wide tiles sum K
         // in different orders, so a part boundary inside a wide tile would change results),
         // on the blocked path at a multiple of its tile width.
-        let cols = match path {
+        // Row parts start where a row group of the whole problem starts.
+        let (rows, cols) = match path {
             Path::Thin { .. } => {
                 let last = match p.m % K::MR {
                     0 => K::MR.min(p.m),
                     r => r,
                 };
-                K::NR * K::wide_panels(K::MR.min(p.m)).max(K::wide_panels(last))
+                let widest = K::wide_panels(K::MR.min(p.m)).max(K::wide_panels(last));
+                (K::MR, K::NR * widest)
             }
-            Path::Blocked { wide, .. } => K::NR * if wide { 2 } else { 1 },
-        };
-        // Row parts start where a row group of the whole problem starts.
-        let rows = match path {
-            Path::Blocked { wide: true, .. } => K::FAR_A_ROWS,
-            _ => K::MR,
+            Path::Blocked { wide, .. } => blocked_tile::<K>(wide),
         };
         // Each part packs what it reads of B (and of A where A is packed): columns for the
         // thin path and wherever A is read in place, so no part copies what another copies
@@ -665,6 +662,16 @@ unsafe fn thin<K: Microkernel, W: Weight>(p: &Problem<'_, W>, kc: usize, ws: &mu
     }
 }
 
+/// The blocked path's tile, rows × columns: the main one, or (`wide`) the two-panel wide one
+/// that reads A in place (see [`plan`]). Thread parts start on whole tiles of it.
+fn blocked_tile<K: Microkernel>(wide: bool) -> (usize, usize) {
+    if wide {
+        (K::FAR_A_ROWS, 2 * K::NR)
+    } else {
+        (K::MR, K::NR)
+    }
+}
+
 /// Where the tiles of one K block of the BLIS loops read B.
 #[derive(Clone, Copy)]
 enum BlockB<'r, W> {
@@ -694,12 +701,7 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
 ) {
     let (m, k, n) = (p.m, p.k, p.n);
     let nr = K::NR;
-    // The tile: the main one, or the wide one over A in place (plan).
-    let (mr, tile_n) = if wide {
-        (K::FAR_A_ROWS, 2 * nr)
-    } else {
-        (K::MR, nr)
-    };
+    let (mr, tile_n) = blocked_tile::<K>(wide);
     let Workspace { a, b, bias, row } = ws;
     // B read in place is f32 and raw; wide tiles read packed B (plan).
     debug_assert!(pack_b_blocks || (W::IS_F32 && p.packed.is_none() && !wide));
