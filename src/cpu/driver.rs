@@ -686,6 +686,19 @@ enum BlockB<'r, W> {
     InPlace(&'r InPlaceB<W>),
 }
 
+/// Whole two-panel-wide panels of a K block of raw f32 B that the first row group of wide tiles
+/// packs as it computes on them.
+#[derive(Clone, Copy)]
+struct FirstUse {
+    /// B at the block's first row and column, and B's row stride.
+    b: *const f32,
+    brs: usize,
+    /// The columns so packed: the panels before this one.
+    whole: usize,
+    /// The block's packed panels (`BlockB::Packed` with `brs` = two panels).
+    to: *mut f32,
+}
+
 /// The BLIS loops.
 ///
 /// # Safety
@@ -742,6 +755,9 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                 brs: nr,
                 bps: kcb * nr,
             };
+            // Raw f32 B for wide tiles: the first row group packs the block's whole panels as
+            // it computes on them (see `Microkernel::tile_wide_packing`).
+            let mut first_use = None;
             // The tiles read f32 panels: prepacked f32 in place; 16-bit panels widened once per
             // block here, for the mc/MR row tiles that read each of them (not once per tile).
             let bp = match (&raw_b, p.packed) {
@@ -764,10 +780,35 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                         ..p.b
                     };
                     if wide {
-                        // SAFETY: as above; bp holds the block's two-panel-wide panels.
-                        unsafe { pack_b_wide::<K, W, f32, 2>(src, kcb, ncb, bp, W::to_f32) };
+                        // A whole row group packs whole panels: the rest is packed here.
+                        let whole = if W::IS_F32 && m >= mr {
+                            ncb / tile_n * tile_n
+                        } else {
+                            0
+                        };
+                        let to: *mut f32 = bp.as_mut_ptr();
+                        // SAFETY: as above, for the columns from `whole` on, whose panels start
+                        // `whole · kcb` into bp, which holds the block's two-panel-wide panels.
+                        unsafe {
+                            let rest = Block {
+                                ptr: src.ptr.add(whole),
+                                ..src
+                            };
+                            let out = std::slice::from_raw_parts_mut(
+                                to.add(whole * kcb),
+                                (ncb.next_multiple_of(tile_n) - whole) * kcb,
+                            );
+                            pack_b_wide::<K, W, f32, 2>(rest, kcb, ncb - whole, out, W::to_f32);
+                        }
+                        // B is f32 where `whole` > 0.
+                        first_use = (whole > 0).then_some(FirstUse {
+                            b: src.ptr.cast::<f32>(),
+                            brs: p.b.rs,
+                            whole,
+                            to,
+                        });
                         BlockB::Packed {
-                            ptr: bp.as_ptr(),
+                            ptr: to,
                             brs: tile_n,
                             bps: nr,
                         }
@@ -825,10 +866,21 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                         };
                         // SAFETY: the tile is clipped to the operands; features are the caller's.
                         unsafe {
-                            if wide {
-                                two_panel_tile::<K>(t.m, &t, &e)
-                            } else {
-                                K::tile::<f32>(t.m, &t, &e)
+                            match first_use {
+                                // The first row group (wide tiles' A blocks are one), on a
+                                // panel it packs (it has all mr rows: `whole`).
+                                Some(f) if ic == 0 && jr < f.whole => K::tile_wide_packing(
+                                    &Tile {
+                                        b: f.b.add(jr),
+                                        brs: f.brs,
+                                        bps: nr,
+                                        ..t
+                                    },
+                                    &e,
+                                    f.to.add(jr * kcb),
+                                ),
+                                _ if wide => two_panel_tile::<K>(t.m, &t, &e),
+                                _ => K::tile::<f32>(t.m, &t, &e),
                             }
                         };
                     }

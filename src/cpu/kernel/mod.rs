@@ -2,6 +2,8 @@
 //! microkernels: one trait, one generic tile body, and thin `#[target_feature]` kernels that
 //! instantiate it with their register type.
 
+use std::ptr::null_mut;
+
 use half::{bf16, f16};
 
 use crate::activation::Activation;
@@ -170,6 +172,20 @@ pub(crate) trait Microkernel {
     /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
     unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue);
 
+    /// The `FAR_A_ROWS`-row two-panel wide tile over B read where it lies (rows `brs` apart,
+    /// the second panel `bps` on) that also leaves the `kc` rows of `2·NR` values it reads at
+    /// `to`, one after the other: the packed panel the next row groups read. The first row
+    /// group of a block packs B so (`driver::blocked`), its reads from L3 overlapping its FMAs.
+    /// The default copies the panel first, then runs `tile_wide` on the copy.
+    ///
+    /// # Safety
+    /// As `tile_wide` with `FAR_A_ROWS` rows and B as described; `to` is writable for
+    /// `kc · 2·NR` values.
+    unsafe fn tile_wide_packing(t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
+        // SAFETY: the caller's contract.
+        unsafe { copy_then_tile_wide::<Self>(t, epi, to) }
+    }
+
     /// Lanes of the kernel's register type.
     const LANES: usize;
 
@@ -194,6 +210,36 @@ pub(crate) trait Microkernel {
     /// # Safety
     /// The kernel's CPU features exist.
     unsafe fn fma_chains(iters: usize) -> f32;
+}
+
+/// The default [`Microkernel::tile_wide_packing`]: copies the panel, then runs the wide tile on
+/// the copy.
+///
+/// # Safety
+/// As [`Microkernel::tile_wide_packing`].
+unsafe fn copy_then_tile_wide<K: Microkernel + ?Sized>(
+    t: &Tile<f32>,
+    epi: &Epilogue,
+    to: *mut f32,
+) {
+    let nr = K::NR;
+    for p in 0..t.kc {
+        for panel in 0..2 {
+            // SAFETY: row p < kc of both panels is readable and `to` writable (caller).
+            unsafe {
+                let src = t.b.add(p * t.brs + panel * t.bps);
+                std::ptr::copy_nonoverlapping(src, to.add((2 * p + panel) * nr), nr);
+            }
+        }
+    }
+    let packed = Tile {
+        b: to.cast_const(),
+        brs: 2 * nr,
+        bps: nr,
+        ..*t
+    };
+    // SAFETY: the caller's contract, with B now the copy.
+    unsafe { K::tile_wide(K::FAR_A_ROWS, &packed, epi) }
 }
 
 /// The one microkernel body, generic over the register type and the weights' element type
@@ -226,22 +272,71 @@ pub(crate) unsafe fn tile<
     // (thin path only) need no second copy of the K loop.
     let acc = if W::IS_F32 && t.a_panel {
         // SAFETY: the panel holds acs ≥ MR values per K step (a_panel).
-        unsafe { k_loop::<S, W, MR, NV, KP, PV>(t, |p, i| *t.a.add(p * t.acs + i)) }
+        unsafe {
+            k_loop::<S, W, MR, NV, KP, PV, false>(t, null_mut(), |p, i| *t.a.add(p * t.acs + i))
+        }
     } else {
-        // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
-        let arow: [*const f32; MR] =
-            std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
-        // SAFETY: as above, for columns p < kc.
-        unsafe { k_loop::<S, W, MR, NV, KP, PV>(t, |p, i| *arow[i].add(p * t.acs)) }
+        // SAFETY: forwarded contract.
+        unsafe { rows_k_loop::<S, W, MR, NV, KP, PV, false>(t, null_mut()) }
     };
     // SAFETY: forwarded contract.
     unsafe { store(&acc, t, epi) }
 }
 
-/// The K loop of [`tile`], reading A(i, p) of row i < MR through `a_at(p, i)`.
+/// [`tile`] over A read in place that also stores each B row it reads, as `NV` registers of
+/// f32, at `to`, `to + NV·LANES`, … (see [`Microkernel::tile_wide_packing`]).
 ///
 /// # Safety
-/// As [`tile`]; `a_at(p, i)` is safe to call for p < kc, i < MR.
+/// As [`tile`] with `t.a_panel` false; `to` is writable for `kc · NV·LANES` values.
+#[inline(always)]
+pub(crate) unsafe fn tile_packing_b<
+    S: SimdF32,
+    const MR: usize,
+    const NV: usize,
+    const PV: usize,
+>(
+    t: &Tile<f32>,
+    epi: &Epilogue,
+    to: *mut f32,
+) {
+    // SAFETY: forwarded contract; one accumulator set keeps the sums those of `tile` with
+    // KP = 1, the wide tiles' choice.
+    unsafe {
+        let acc = rows_k_loop::<S, f32, MR, NV, 1, PV, true>(t, to);
+        store(&acc, t, epi)
+    }
+}
+
+/// [`k_loop`] over A rows read in place, `ars` apart (rows past `m` repeat row `m − 1`).
+///
+/// # Safety
+/// As [`k_loop`].
+#[inline(always)]
+unsafe fn rows_k_loop<
+    S: SimdF32,
+    W: Weight,
+    const MR: usize,
+    const NV: usize,
+    const KP: usize,
+    const PV: usize,
+    const COPY_B: bool,
+>(
+    t: &Tile<W>,
+    to: *mut f32,
+) -> [[S; NV]; MR] {
+    // SAFETY: rows are clamped to m − 1, which the caller guarantees readable.
+    let arow: [*const f32; MR] =
+        std::array::from_fn(|i| unsafe { t.a.add(i.min(t.m - 1) * t.ars) });
+    // SAFETY: as above, for columns p < kc.
+    unsafe { k_loop::<S, W, MR, NV, KP, PV, COPY_B>(t, to, |p, i| *arow[i].add(p * t.acs)) }
+}
+
+/// The K loop of [`tile`], reading A(i, p) of row i < MR through `a_at(p, i)`; with `COPY_B`,
+/// also storing B row p (as f32) at `to + p·NV·LANES`.
+///
+/// # Safety
+/// As [`tile`]; `a_at(p, i)` is safe to call for p < kc, i < MR; with `COPY_B`, `to` is
+/// writable for `kc · NV·LANES` values.
 #[inline(always)]
 unsafe fn k_loop<
     S: SimdF32,
@@ -250,8 +345,10 @@ unsafe fn k_loop<
     const NV: usize,
     const KP: usize,
     const PV: usize,
+    const COPY_B: bool,
 >(
     t: &Tile<W>,
+    to: *mut f32,
     a_at: impl Fn(usize, usize) -> f32,
 ) -> [[S; NV]; MR] {
     // One K step into accumulator set `acc`: MR broadcasts of A and NV loads of B feed MR·NV
@@ -262,6 +359,11 @@ unsafe fn k_loop<
             let bp = t.b.add(p * t.brs);
             let bv: [S; NV] =
                 std::array::from_fn(|v| W::load::<S, PV>(bp.add(v / PV * t.bps), v % PV));
+            if COPY_B {
+                for (v, &bj) in bv.iter().enumerate() {
+                    bj.store(to.add((p * NV + v) * S::LANES));
+                }
+            }
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = S::splat(a_at(p, i));
                 for (r, &bj) in row.iter_mut().zip(&bv) {
@@ -604,5 +706,70 @@ unsafe fn each_register<S: SimdF32, const MR: usize, const NV: usize>(
                 store_cols(out_of(r, pz, cols), p, cols);
             }
         }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::avx512::Avx512;
+    use super::*;
+    use crate::cpu::Kernel;
+
+    /// avx512's `tile_wide_packing`, which stores B as its K loop reads it, leaves the same
+    /// packed panel and the same tile as the default, which copies first.
+    #[test]
+    fn packing_as_it_computes_matches_copying_first() {
+        if !Kernel::Avx512.is_available() {
+            println!("tile_wide_packing: no kernel here overrides it (avx512 is not available)");
+            return;
+        }
+        let (rows, kc, nr) = (Avx512::FAR_A_ROWS, 37, Avx512::NR);
+        // B's rows further apart than its two panels, as in a wider B.
+        let brs = 3 * nr + 5;
+        let a: Vec<f32> = (0..rows * kc)
+            .map(|i| (i % 13) as f32 * 0.25 - 1.5)
+            .collect();
+        let b: Vec<f32> = (0..kc * brs).map(|i| (i % 11) as f32 * 0.5 - 2.0).collect();
+        let bias: Vec<f32> = (0..2 * nr).map(|j| j as f32 - 20.0).collect();
+        type Packing = unsafe fn(&Tile<f32>, &Epilogue, *mut f32);
+        let run = |f: Packing| {
+            let mut c = vec![f32::NAN; rows * 2 * nr];
+            let mut packed = vec![f32::NAN; kc * 2 * nr];
+            let t = Tile {
+                kc,
+                a: a.as_ptr(),
+                ars: kc,
+                acs: 1,
+                b: b.as_ptr(),
+                brs,
+                bps: nr,
+                c: c.as_mut_ptr(),
+                crs: 2 * nr,
+                ccs: 1,
+                z: null_mut(),
+                zrs: 0,
+                zcs: 0,
+                m: rows,
+                a_panel: false,
+                n: 2 * nr,
+            };
+            let e = Epilogue {
+                alpha: 1.0,
+                beta: 0.0,
+                bias: Some(bias.as_ptr()),
+                act: Activation::Relu,
+                z: ZMode::Unused,
+            };
+            // SAFETY: A, B, C and `packed` hold the tile's operands; AVX-512F was detected.
+            unsafe { f(&t, &e, packed.as_mut_ptr()) };
+            (c, packed)
+        };
+        let (c, packed) = run(Avx512::tile_wide_packing);
+        let want_packed: Vec<f32> = (0..kc * 2 * nr)
+            .map(|i| b[i / (2 * nr) * brs + i % (2 * nr)])
+            .collect();
+        assert_eq!(packed, want_packed);
+        assert!(c.iter().any(|&v| v > 0.0) && c.contains(&0.0), "{c:?}");
+        assert_eq!((c, packed), run(copy_then_tile_wide::<Avx512>));
     }
 }
