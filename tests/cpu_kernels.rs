@@ -561,7 +561,8 @@ fn nan_propagates_through_relu() {
 /// tiles over B packed two panels wide (avx512), and B larger than L2 is packed or, with rows
 /// less than a page apart under A read in place, read in place in column blocks with a copied
 /// ragged last panel (see `driver::plan`): small integers, so every kernel must give the exact
-/// sums, in y and in the training z, and from weights packed once in every format.
+/// sums, in y and in the training z, from W stored transposed, and from weights packed once in
+/// every format.
 #[test]
 fn far_apart_rows_of_a_sum_exactly() {
     // Just past 3/4 of L2 (200 columns for 1 MiB): A in place for every kernel, and B where its
@@ -586,6 +587,8 @@ fn far_apart_rows_case(m: usize, n: usize) {
         .collect();
     let bias: Vec<f32> = (0..n).map(|j| (j % 7) as f32).collect();
     let (xv, wv) = (MatRef::row_major(&x, m, k), MatRef::row_major(&w, k, n));
+    let w_cols: Vec<f32> = (0..k * n).map(|i| w[i % k * n + i / k]).collect();
+    let wt = MatRef::col_major(&w_cols, k, n);
     let mut want_z = vec![f32::NAN; m * n];
     let out = MatMut::row_major(&mut want_z, m, n);
     reference::dense(xv, wv, Some(&bias), Activation::Linear, out).unwrap();
@@ -603,6 +606,12 @@ fn far_apart_rows_case(m: usize, n: usize) {
             let what = format!("{:?}, {m}×{n}, {threads} threads", cpu.kernel());
             assert_eq!(z, want_z, "z: {what}");
             assert_eq!(y, want_y, "y: {what}");
+            // W stored transposed (columns contiguous): packed column by column.
+            let mut y = vec![f32::NAN; m * n];
+            let yv = MatMut::row_major(&mut y, m, n);
+            cpu.dense(xv, wt, Some(&bias), Activation::Relu, yv)
+                .unwrap();
+            assert_eq!(y, want_y, "W transposed: {what}");
             // Weights packed once (small integers are exact in every format).
             for format in WeightFormat::ALL {
                 let packed = cpu.pack_weights_as(wv, format).unwrap();

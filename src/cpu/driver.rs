@@ -686,8 +686,8 @@ enum BlockB<'r, W> {
     InPlace(&'r InPlaceB<W>),
 }
 
-/// Whole two-panel-wide panels of a K block of raw f32 B that the first row group of wide tiles
-/// packs as it computes on them.
+/// Whole two-panel-wide panels of a K block of raw, row-contiguous f32 B that the first row
+/// group of wide tiles packs as it computes on them.
 #[derive(Clone, Copy)]
 struct FirstUse {
     /// B at the block's first row and column, and B's row stride.
@@ -780,8 +780,9 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                         ..p.b
                     };
                     if wide {
-                        // A whole row group packs whole panels: the rest is packed here.
-                        let whole = if W::IS_F32 && m >= mr {
+                        // A whole row group packs whole panels of row-contiguous B (its tile
+                        // reads each row of a panel as one run): the rest is packed here.
+                        let whole = if W::IS_F32 && p.b.cs == 1 && m >= mr {
                             ncb / tile_n * tile_n
                         } else {
                             0
