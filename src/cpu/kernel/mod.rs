@@ -172,11 +172,12 @@ pub(crate) trait Microkernel {
     /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
     unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue);
 
-    /// The `FAR_A_ROWS`-row two-panel wide tile over B read where it lies (each row's `NR`
-    /// columns of a panel contiguous, rows `brs` apart, the second panel `bps` on) that also leaves the `kc` rows of `2·NR` values it reads at
-    /// `to`, one after the other: the packed panel the next row groups read. The first row
-    /// group of a block packs B so (`driver::blocked`), its reads from L3 overlapping its FMAs.
-    /// The default copies the panel first, then runs `tile_wide` on the copy.
+    /// The `FAR_A_ROWS`-row two-panel wide tile over B read where it lies (a panel's `NR`
+    /// columns contiguous in each row, rows `brs` apart, the second panel `bps` on) that also
+    /// leaves the `kc` rows of `2·NR` values it reads at `to`, one after the other: the packed
+    /// panel the next row groups read. The first row group of a block packs B so
+    /// (`driver::blocked`), its reads from L3 overlapping its FMAs. The default copies the
+    /// panel first, then runs `tile_wide` on the copy.
     ///
     /// # Safety
     /// As `tile_wide` with `FAR_A_ROWS` rows and B as described; `to` is writable for
