@@ -573,12 +573,15 @@ fn far_apart_rows_of_a_sum_exactly() {
     let k = 1030;
     let past_l2 = (CacheSizes::detect().l2 * 3 / 4 / 4 / k + 1).next_multiple_of(8) + 8;
     for (m, n) in [(20, past_l2), (20, 520), (19, 1040), (20, 1040)] {
-        far_apart_rows_case(m, n);
+        far_apart_rows_case(m, k, n);
     }
+    // Rows of A less than a page apart over rows of B a page apart: B packed per call, each
+    // panel by the first tile that reads it (`Microkernel::tile_packing`), the ragged rest
+    // up front.
+    far_apart_rows_case(20, 300, 1040);
 }
 
-fn far_apart_rows_case(m: usize, n: usize) {
-    let k = 1030;
+fn far_apart_rows_case(m: usize, k: usize, n: usize) {
     let x: Vec<f32> = (0..m * k)
         .map(|i| ((i / k + i % k) % 3) as f32 - 1.0)
         .collect();

@@ -686,8 +686,8 @@ enum BlockB<'r, W> {
     InPlace(&'r InPlaceB<W>),
 }
 
-/// Whole two-panel-wide panels of a K block of raw, row-contiguous f32 B that the first row
-/// group of wide tiles packs as it computes on them.
+/// Whole tile-wide panels of a K block of raw, row-contiguous f32 B that the first tile of each
+/// packs as it computes on it.
 #[derive(Clone, Copy)]
 struct FirstUse {
     /// B at the block's first row and column, and B's row stride.
@@ -695,7 +695,7 @@ struct FirstUse {
     brs: usize,
     /// The columns so packed: the panels before this one.
     whole: usize,
-    /// The block's packed panels (`BlockB::Packed` with `brs` = two panels).
+    /// The block's packed panels.
     to: *mut f32,
 }
 
@@ -733,8 +733,15 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
     // Wide tiles: an A block is one row group, which sweeps the whole B block.
     let mc = if wide {
         mr
-    } else {
+    } else if raw_b.is_some() {
         blk.mc.next_multiple_of(mr).min(m.next_multiple_of(mr))
+    } else {
+        // `blk.mc` rows fill half of L2 at depth `blk.kc`; a shallower K block holds more
+        // where B is not read in place from the other half (784→1024 at batch 128 has one
+        // block of 128 rows, not 126 and 2, which read all of B again for 2 rows: time ratio
+        // to faer 1.04–1.10 → 1.02–1.09; 512³, B in place, was 1.01–1.03 either way).
+        let rows = blk.mc * blk.kc / kc.max(1) / mr * mr;
+        rows.max(blk.mc).min(m.next_multiple_of(mr))
     };
     // k = 0 still runs one (empty) K block, so that C = act(beta·C + bias) is written.
     let k_blocks = k.div_ceil(kc).max(1);
@@ -755,8 +762,8 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                 brs: nr,
                 bps: kcb * nr,
             };
-            // Raw f32 B for wide tiles: the first row group packs the block's whole panels as
-            // it computes on them (see `Microkernel::tile_wide_packing`).
+            // Raw f32 B packed per call: the first tile of each whole panel packs it as it
+            // computes on it (see `Microkernel::tile_packing`).
             let mut first_use = None;
             // The tiles read f32 panels: prepacked f32 in place; 16-bit panels widened once per
             // block here, for the mc/MR row tiles that read each of them (not once per tile).
@@ -779,44 +786,47 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                         ptr: unsafe { p.b.ptr.add(pc * p.b.rs + jc * p.b.cs) },
                         ..p.b
                     };
-                    if wide {
-                        // A whole row group packs whole panels of row-contiguous B (its tile
-                        // reads each row of a panel as one run): the rest is packed here.
-                        let whole = if W::IS_F32 && p.b.cs == 1 && m >= mr {
-                            ncb / tile_n * tile_n
-                        } else {
-                            0
+                    // The first tile of a panel packs it where it is whole, B row-contiguous
+                    // (a tile reads each row of a panel as one run) and A read in place by
+                    // full tiles; the rest is packed here.
+                    let whole = if W::IS_F32 && p.b.cs == 1 && !pack_a_blocks && m >= mr {
+                        ncb / tile_n * tile_n
+                    } else {
+                        0
+                    };
+                    let to: *mut f32 = bp.as_mut_ptr();
+                    // SAFETY: as above, for the columns from `whole` on, whose panels start
+                    // `whole · kcb` into bp, which holds the block's tile-wide panels.
+                    unsafe {
+                        let rest = Block {
+                            ptr: src.ptr.add(whole),
+                            ..src
                         };
-                        let to: *mut f32 = bp.as_mut_ptr();
-                        // SAFETY: as above, for the columns from `whole` on, whose panels start
-                        // `whole · kcb` into bp, which holds the block's two-panel-wide panels.
-                        unsafe {
-                            let rest = Block {
-                                ptr: src.ptr.add(whole),
-                                ..src
-                            };
-                            let out = std::slice::from_raw_parts_mut(
-                                to.add(whole * kcb),
-                                (ncb.next_multiple_of(tile_n) - whole) * kcb,
-                            );
+                        let out = std::slice::from_raw_parts_mut(
+                            to.add(whole * kcb),
+                            panels - whole * kcb,
+                        );
+                        if wide {
                             pack_b_wide::<K, W, f32, 2>(rest, kcb, ncb - whole, out, W::to_f32);
+                        } else {
+                            pack_b::<K, W, f32>(rest, kcb, ncb - whole, out, W::to_f32);
                         }
-                        // B is f32 where `whole` > 0.
-                        first_use = (whole > 0).then_some(FirstUse {
-                            b: src.ptr.cast::<f32>(),
-                            brs: p.b.rs,
-                            whole,
-                            to,
-                        });
+                    }
+                    // B is f32 where `whole` > 0.
+                    first_use = (whole > 0).then_some(FirstUse {
+                        b: src.ptr.cast::<f32>(),
+                        brs: p.b.rs,
+                        whole,
+                        to,
+                    });
+                    if wide {
                         BlockB::Packed {
                             ptr: to,
                             brs: tile_n,
                             bps: nr,
                         }
                     } else {
-                        // SAFETY: as above.
-                        unsafe { pack_b::<K, W, f32>(src, kcb, ncb, bp, W::to_f32) };
-                        by_panel(bp.as_ptr())
+                        by_panel(to)
                     }
                 }
             };
@@ -868,9 +878,9 @@ unsafe fn blocked<K: Microkernel, W: Weight>(
                         // SAFETY: the tile is clipped to the operands; features are the caller's.
                         unsafe {
                             match first_use {
-                                // The first row group (wide tiles' A blocks are one), on a
-                                // panel it packs (it has all mr rows: `whole`).
-                                Some(f) if ic == 0 && jr < f.whole => K::tile_wide_packing(
+                                // The first tile of a panel it packs (all mr rows: `whole`).
+                                Some(f) if ic == 0 && ir == 0 && jr < f.whole => K::tile_packing(
+                                    wide,
                                     &Tile {
                                         b: f.b.add(jr),
                                         brs: f.brs,

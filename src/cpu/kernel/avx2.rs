@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, tile_packing_b, widen};
 use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
 
 #[derive(Clone, Copy, Debug)]
@@ -218,6 +218,16 @@ impl Microkernel for Avx2Fma {
     unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
         unsafe { tile_wide_avx2(rows, t, epi) }
+    }
+    // The main tile only (FAR_A_ROWS is 0).
+    unsafe fn tile_packing(_wide: bool, t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn go(t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
+            // SAFETY: forwarded contract; this function is compiled with AVX2+FMA+F16C.
+            unsafe { tile_packing_b::<F32x8, 6, 2, 2>(t, epi, to) }
+        }
+        // SAFETY: forwarded contract; the caller detected AVX2, FMA and F16C.
+        unsafe { go(t, epi, to) }
     }
     const LANES: usize = F32x8::LANES;
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {

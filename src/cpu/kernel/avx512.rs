@@ -190,12 +190,16 @@ unsafe fn tile_wide_avx512<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) 
     }
 }
 
-/// [`Microkernel::tile_wide_packing`]: the 6 × 64 wide tile, storing the B rows it reads.
+/// [`Microkernel::tile_packing`] for an `MR × NV` registers tile (panels of `PV`).
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile_wide_packing_avx512(t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
-    prefetch_c(t, Avx512::FAR_A_ROWS);
+unsafe fn tile_packing_avx512<const MR: usize, const NV: usize, const PV: usize>(
+    t: &Tile<f32>,
+    epi: &Epilogue,
+    to: *mut f32,
+) {
+    prefetch_c(t, MR);
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
-    unsafe { tile_packing_b::<F32x16, 6, 4, 2>(t, epi, to) }
+    unsafe { tile_packing_b::<F32x16, MR, NV, PV>(t, epi, to) }
 }
 
 /// [`Microkernel::widen`] for panels of `PV` registers, compiled with AVX-512F.
@@ -232,9 +236,15 @@ impl Microkernel for Avx512 {
     }
     // Packing as it computes: the pass of its own cost 1024→1024 layers at batch 32 a fifth of
     // their time (4 MiB of W from L3 at ~50 GB/s, rows a page apart).
-    unsafe fn tile_wide_packing(t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
-        // SAFETY: forwarded contract; the caller detected AVX-512F.
-        unsafe { tile_wide_packing_avx512(t, epi, to) }
+    unsafe fn tile_packing(wide: bool, t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
+        // SAFETY: forwarded contract (the 6 × 64 and 14 × 32 tiles); AVX-512F was detected.
+        unsafe {
+            if wide {
+                tile_packing_avx512::<6, 4, 2>(t, epi, to)
+            } else {
+                tile_packing_avx512::<14, 2, 2>(t, epi, to)
+            }
+        }
     }
     const LANES: usize = F32x16::LANES;
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
@@ -308,6 +318,11 @@ impl Microkernel for Avx512Narrow {
     unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue) {
         // SAFETY: as `tile`: a wide tile here is one panel.
         unsafe { tile_narrow(rows, t, epi) }
+    }
+    // The main tile only (FAR_A_ROWS is 0).
+    unsafe fn tile_packing(_wide: bool, t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
+        // SAFETY: forwarded contract (the 16 × 16 tile); the caller detected AVX-512F.
+        unsafe { tile_packing_avx512::<16, 1, 1>(t, epi, to) }
     }
     const LANES: usize = F32x16::LANES;
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {

@@ -172,20 +172,19 @@ pub(crate) trait Microkernel {
     /// As `tile`, with B readable for `wide_panels(rows)` panels and bias to match.
     unsafe fn tile_wide<W: Weight>(rows: usize, t: &Tile<W>, epi: &Epilogue);
 
-    /// The `FAR_A_ROWS`-row two-panel wide tile over B read where it lies (a panel's `NR`
-    /// columns contiguous in each row, rows `brs` apart, the second panel `bps` on) that also
-    /// leaves the `kc` rows of `2·NR` values it reads at `to`, one after the other: the packed
-    /// panel the next row groups read. The first row group of a block packs B so
-    /// (`driver::blocked`), its reads from L3 overlapping its FMAs. The default copies the
-    /// panel first, then runs `tile_wide` on the copy.
+    /// The blocked path's tile (`wide`: the `FAR_A_ROWS`-row two-panel wide one; else the
+    /// `MR`-row main one) over B read where it lies (a panel's `NR` columns contiguous in each
+    /// row, rows `brs` apart, a second panel `bps` on) that also leaves the `kc` rows of B it
+    /// reads at `to`, one after the other: the packed panel the next tiles read. The first tile
+    /// of each panel of a block packs B so (`driver::blocked`), its reads from L3 overlapping
+    /// its FMAs (copying each panel first, then computing, was 10 % slower than packing B in a
+    /// pass of its own: avx2, 784→1024 at batch 32). Its sums are those of the tile it
+    /// extends ([`tile_packing_b`]).
     ///
     /// # Safety
-    /// As `tile_wide` with `FAR_A_ROWS` rows and B as described; `to` is writable for
-    /// `kc · 2·NR` values.
-    unsafe fn tile_wide_packing(t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
-        // SAFETY: the caller's contract.
-        unsafe { copy_then_tile_wide::<Self>(t, epi, to) }
-    }
+    /// As `tile_wide` with `FAR_A_ROWS` rows (`wide`) or `tile` with `MR` rows, B as described;
+    /// `to` is writable for `kc` rows of the tile's width.
+    unsafe fn tile_packing(wide: bool, t: &Tile<f32>, epi: &Epilogue, to: *mut f32);
 
     /// Lanes of the kernel's register type.
     const LANES: usize;
@@ -211,36 +210,6 @@ pub(crate) trait Microkernel {
     /// # Safety
     /// The kernel's CPU features exist.
     unsafe fn fma_chains(iters: usize) -> f32;
-}
-
-/// The default [`Microkernel::tile_wide_packing`]: copies the panel, then runs the wide tile on
-/// the copy.
-///
-/// # Safety
-/// As [`Microkernel::tile_wide_packing`].
-unsafe fn copy_then_tile_wide<K: Microkernel + ?Sized>(
-    t: &Tile<f32>,
-    epi: &Epilogue,
-    to: *mut f32,
-) {
-    let nr = K::NR;
-    for p in 0..t.kc {
-        for panel in 0..2 {
-            // SAFETY: row p < kc of both panels is readable and `to` writable (caller).
-            unsafe {
-                let src = t.b.add(p * t.brs + panel * t.bps);
-                std::ptr::copy_nonoverlapping(src, to.add((2 * p + panel) * nr), nr);
-            }
-        }
-    }
-    let packed = Tile {
-        b: to.cast_const(),
-        brs: 2 * nr,
-        bps: nr,
-        ..*t
-    };
-    // SAFETY: the caller's contract, with B now the copy.
-    unsafe { K::tile_wide(K::FAR_A_ROWS, &packed, epi) }
 }
 
 /// The one microkernel body, generic over the register type and the weights' element type
@@ -285,7 +254,7 @@ pub(crate) unsafe fn tile<
 }
 
 /// [`tile`] over A read in place that also stores each B row it reads, as `NV` registers of
-/// f32, at `to`, `to + NV·LANES`, … (see [`Microkernel::tile_wide_packing`]).
+/// f32, at `to`, `to + NV·LANES`, … (see [`Microkernel::tile_packing`]).
 ///
 /// # Safety
 /// As [`tile`] with `t.a_panel` false; `to` is writable for `kc · NV·LANES` values.
@@ -710,32 +679,92 @@ unsafe fn each_register<S: SimdF32, const MR: usize, const NV: usize>(
     }
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
-    use super::avx512::Avx512;
     use super::*;
     use crate::cpu::Kernel;
 
-    /// avx512's `tile_wide_packing`, which stores B as its K loop reads it, leaves the same
-    /// packed panel and the same tile as the default, which copies first.
+    /// [`Microkernel::tile_packing`] the plain way: copies the panel, then runs the tile on it.
+    ///
+    /// # Safety
+    /// As [`Microkernel::tile_packing`].
+    unsafe fn copy_then_tile<K: Microkernel>(
+        wide: bool,
+        t: &Tile<f32>,
+        epi: &Epilogue,
+        to: *mut f32,
+    ) {
+        let nr = K::NR;
+        let panels = if wide { 2 } else { 1 };
+        for p in 0..t.kc {
+            for panel in 0..panels {
+                // SAFETY: row p < kc of the tile's panels is readable and `to` writable (caller).
+                unsafe {
+                    let src = t.b.add(p * t.brs + panel * t.bps);
+                    std::ptr::copy_nonoverlapping(src, to.add((panels * p + panel) * nr), nr);
+                }
+            }
+        }
+        let packed = Tile {
+            b: to.cast_const(),
+            brs: panels * nr,
+            bps: nr,
+            ..*t
+        };
+        // SAFETY: the caller's contract, with B now the copy.
+        unsafe {
+            if wide {
+                K::tile_wide(K::FAR_A_ROWS, &packed, epi)
+            } else {
+                K::tile(K::MR, &packed, epi)
+            }
+        }
+    }
+
+    /// Each kernel's `tile_packing`, which stores B as its K loop reads it, leaves the same
+    /// packed panel and the same tile as copying first: every kernel this machine has, the
+    /// main tile and (avx512) the wide one.
     #[test]
     fn packing_as_it_computes_matches_copying_first() {
-        if !Kernel::Avx512.is_available() {
-            println!("tile_wide_packing: no kernel here overrides it (avx512 is not available)");
-            return;
+        let mut tested = vec!["portable"];
+        packing_case::<portable::Portable>(false);
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::Avx2Fma.is_available() {
+            tested.push("avx2");
+            packing_case::<avx2::Avx2Fma>(false);
         }
-        let (rows, kc, nr) = (Avx512::FAR_A_ROWS, 37, Avx512::NR);
-        // B's rows further apart than its two panels, as in a wider B.
-        let brs = 3 * nr + 5;
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::Avx512.is_available() {
+            tested.push("avx512");
+            packing_case::<avx512::Avx512>(false);
+            packing_case::<avx512::Avx512>(true);
+            packing_case::<avx512::Avx512Narrow>(false);
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            tested.push("neon");
+            packing_case::<neon::Neon>(false);
+        }
+        println!("tile_packing tested for: {tested:?}");
+    }
+
+    fn packing_case<K: Microkernel>(wide: bool) {
+        let (rows, cols) = if wide {
+            (K::FAR_A_ROWS, 2 * K::NR)
+        } else {
+            (K::MR, K::NR)
+        };
+        let kc = 37;
+        // B's rows further apart than the tile is wide, as in a wider B.
+        let brs = 3 * cols + 5;
         let a: Vec<f32> = (0..rows * kc)
             .map(|i| (i % 13) as f32 * 0.25 - 1.5)
             .collect();
         let b: Vec<f32> = (0..kc * brs).map(|i| (i % 11) as f32 * 0.5 - 2.0).collect();
-        let bias: Vec<f32> = (0..2 * nr).map(|j| j as f32 - 20.0).collect();
-        type Packing = unsafe fn(&Tile<f32>, &Epilogue, *mut f32);
-        let run = |f: Packing| {
-            let mut c = vec![f32::NAN; rows * 2 * nr];
-            let mut packed = vec![f32::NAN; kc * 2 * nr];
+        let bias: Vec<f32> = (0..cols).map(|j| (j % 5) as f32 - 2.0).collect();
+        let run = |f: &dyn Fn(&Tile<f32>, &Epilogue, *mut f32)| {
+            let mut c = vec![f32::NAN; rows * cols];
+            let mut packed = vec![f32::NAN; kc * cols];
             let t = Tile {
                 kc,
                 a: a.as_ptr(),
@@ -743,16 +772,16 @@ mod tests {
                 acs: 1,
                 b: b.as_ptr(),
                 brs,
-                bps: nr,
+                bps: K::NR,
                 c: c.as_mut_ptr(),
-                crs: 2 * nr,
+                crs: cols,
                 ccs: 1,
                 z: null_mut(),
                 zrs: 0,
                 zcs: 0,
                 m: rows,
                 a_panel: false,
-                n: 2 * nr,
+                n: cols,
             };
             let e = Epilogue {
                 alpha: 1.0,
@@ -761,16 +790,22 @@ mod tests {
                 act: Activation::Relu,
                 z: ZMode::Unused,
             };
-            // SAFETY: A, B, C and `packed` hold the tile's operands; AVX-512F was detected.
-            unsafe { f(&t, &e, packed.as_mut_ptr()) };
+            f(&t, &e, packed.as_mut_ptr());
             (c, packed)
         };
-        let (c, packed) = run(Avx512::tile_wide_packing);
-        let want_packed: Vec<f32> = (0..kc * 2 * nr)
-            .map(|i| b[i / (2 * nr) * brs + i % (2 * nr)])
+        // SAFETY (both): A, B, C and `packed` hold the tile's operands; the caller checked that
+        // the kernel's features exist.
+        let (c, packed) = run(&|t, e, to| unsafe { K::tile_packing(wide, t, e, to) });
+        let want_packed: Vec<f32> = (0..kc * cols)
+            .map(|i| b[i / cols * brs + i % cols])
             .collect();
-        assert_eq!(packed, want_packed);
-        assert!(c.iter().any(|&v| v > 0.0) && c.contains(&0.0), "{c:?}");
-        assert_eq!((c, packed), run(copy_then_tile_wide::<Avx512>));
+        let what = format!("{}, wide: {wide}", std::any::type_name::<K>());
+        assert_eq!(packed, want_packed, "{what}");
+        assert!(
+            c.iter().any(|&v| v > 0.0) && c.contains(&0.0),
+            "{what}: {c:?}"
+        );
+        let copied = run(&|t, e, to| unsafe { copy_then_tile::<K>(wide, t, e, to) });
+        assert_eq!((c, packed), copied, "{what}");
     }
 }

@@ -6,7 +6,7 @@ use std::arch::asm;
 
 use half::{bf16, f16};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, tile_packing_b, widen};
 use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
 
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +153,11 @@ impl Microkernel for Neon {
                 _ => shape::<W, 2, 6, 1, 3>(t, epi),
             }
         }
+    }
+    // The main tile only (FAR_A_ROWS is 0).
+    unsafe fn tile_packing(_wide: bool, t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
+        // SAFETY: forwarded contract (the 8 × 12 tile); NEON is in the aarch64 baseline.
+        unsafe { tile_packing_b::<F32x4, 8, 3, 3>(t, epi, to) }
     }
     const LANES: usize = F32x4::LANES;
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {

@@ -6,7 +6,7 @@
 use bytemuck::cast;
 use wide::{CmpGt, f32x8, u32x8};
 
-use super::{Epilogue, Microkernel, Tile, Weight, tile, widen};
+use super::{Epilogue, Microkernel, Tile, Weight, tile, tile_packing_b, widen};
 use crate::cpu::simd::{SimdF32, fma_chains, softmax_row};
 
 #[derive(Clone, Copy, Debug)]
@@ -128,6 +128,11 @@ impl Microkernel for Portable {
                 _ => shape::<W, 2, 2, 1, 1>(t, epi),
             }
         }
+    }
+    // The main tile only (FAR_A_ROWS is 0).
+    unsafe fn tile_packing(_wide: bool, t: &Tile<f32>, epi: &Epilogue, to: *mut f32) {
+        // SAFETY: forwarded contract (the 6 × 8 tile); the features are in this build's baseline.
+        unsafe { tile_packing_b::<F32x8, 6, 1, 1>(t, epi, to) }
     }
     const LANES: usize = F32x8::LANES;
     unsafe fn widen<W: Weight>(src: *const W, dst: *mut f32, rows: usize) {
