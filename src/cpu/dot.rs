@@ -11,6 +11,7 @@ use super::kernel::avx512::Avx512;
 use super::kernel::avx512_bf16::{MR, NR, Pairs, round_rows, tile};
 use super::kernel::{Tile, Weight};
 use super::pack::{Block, pack_b_pairs};
+use super::pool::Pool;
 
 /// The K block size for `k` rows: `kc` as the f32 path chooses it, made even so that every
 /// block but the last holds whole pairs.
@@ -53,7 +54,7 @@ pub(crate) unsafe fn prepack<S: Copy, W: Weight>(
 ///
 /// # Safety
 /// As `driver::gemm`, with `p.packed` set; `avx512_bf16::is_available()` returned true.
-pub(crate) unsafe fn gemm(p: &Problem<'_, bf16>, blk: Blocking, pool: Option<&rayon::ThreadPool>) {
+pub(crate) unsafe fn gemm(p: &Problem<'_, bf16>, blk: Blocking, pool: Option<&Pool>) {
     let Some(pk) = p.packed else {
         debug_assert!(false, "the dot-product path reads prepacked weights");
         return;

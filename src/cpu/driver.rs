@@ -8,6 +8,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::kernel::{Epilogue, Microkernel, Tile, Weight, ZMode};
 use super::pack::{Block, pack_a, pack_b, pack_b_wide};
+use super::pool::Pool;
 use crate::activation::Activation;
 
 /// Cache blocking: A blocks are `mc × kc` (kept in L2), B blocks `kc × nc` (kept in L3), one
@@ -82,23 +83,20 @@ pub(crate) unsafe fn prepack<K: Microkernel, S: Copy, W: Weight>(
     kc: usize,
     out: &mut [W],
     convert: impl Fn(S) -> W + Copy + Sync,
-    pool: Option<&rayon::ThreadPool>,
+    pool: Option<&Pool>,
 ) {
-    use rayon::prelude::*;
     let (nr, n_pad) = (K::NR, n.next_multiple_of(K::NR));
     if out.is_empty() {
         return;
     }
     // Slots of whole panels: all of a K block alone, about four per thread on a pool, so that
     // uneven threads even out.
-    let group = pool.map_or(n_pad, |pl| {
-        (n_pad / nr).div_ceil(4 * pl.current_num_threads()) * nr
-    });
+    let group = pool.map_or(n_pad, |pl| (n_pad / nr).div_ceil(4 * pl.threads()) * nr);
     let b = SendBlock(b);
     let block_len = kc.max(1) * n_pad;
     let slot_len = |kb: usize| kc.min(k - kb * kc) * group;
     // Slot g of K block kb: that block's panels of columns g·group onwards.
-    let pack_slot = |kb: usize, g: usize, slot: &mut [W]| {
+    let pack_slot = |(kb, g, slot): (usize, usize, &mut [W])| {
         let (pc, j0, b) = (kb * kc, g * group, b.get());
         // SAFETY: rows pc..pc+kc and columns j0..j0+group, clipped to k × n, are inside B
         // (caller); the slot holds their panels.
@@ -110,24 +108,19 @@ pub(crate) unsafe fn prepack<K: Microkernel, S: Copy, W: Weight>(
             pack_b::<K, S, W>(src, kc.min(k - pc), group.min(n - j0), slot, convert);
         }
     };
-    match pool {
-        None => {
-            for (kb, block) in out.chunks_mut(block_len).enumerate() {
-                for (g, slot) in block.chunks_mut(slot_len(kb)).enumerate() {
-                    pack_slot(kb, g, slot);
-                }
-            }
-        }
-        Some(pool) => pool.install(|| {
-            out.par_chunks_mut(block_len)
+    let slots = out
+        .chunks_mut(block_len)
+        .enumerate()
+        .flat_map(|(kb, block)| {
+            let len = slot_len(kb);
+            block
+                .chunks_mut(len)
                 .enumerate()
-                .for_each(|(kb, block)| {
-                    block
-                        .par_chunks_mut(slot_len(kb))
-                        .enumerate()
-                        .for_each(|(g, slot)| pack_slot(kb, g, slot))
-                })
-        }),
+                .map(move |(g, slot)| (kb, g, slot))
+        });
+    match pool {
+        None => slots.for_each(pack_slot),
+        Some(pool) => pool.for_each(pool.threads(), slots, pack_slot),
     }
 }
 
@@ -301,7 +294,7 @@ pub(crate) unsafe fn gemm<K: Microkernel, W: Weight>(
     p: &Problem<'_, W>,
     path: Path,
     blk: Blocking,
-    pool: Option<&rayon::ThreadPool>,
+    pool: Option<&Pool>,
 ) {
     // Raw rows of paired types would not be in the interleaved order the kernel reads.
     debug_assert!(p.packed.is_some() || !W::PAIRED);
@@ -356,7 +349,7 @@ thread_local! {
 unsafe fn pack_shared<K: Microkernel, W: Weight>(
     p: &Problem<'_, W>,
     kc: usize,
-    pool: Option<&rayon::ThreadPool>,
+    pool: Option<&Pool>,
     buf: &mut Vec<CacheLine>,
 ) -> Option<Prepacked<W>> {
     let n_pad = p.n.next_multiple_of(K::NR);
@@ -385,31 +378,28 @@ unsafe fn pack_shared<K: Microkernel, W: Weight>(
 pub(super) unsafe fn in_parts<K: Microkernel, W: Weight>(
     p: &Problem<'_, W>,
     path: Path,
-    pool: Option<&rayon::ThreadPool>,
+    pool: Option<&Pool>,
     part: impl Fn(&Problem<'_, W>, &mut Workspace) + Sync,
 ) {
     if p.m == 0 || p.n == 0 {
         return;
     }
-    let split = Split::new::<K, W>(p, path, threads_for(p, pool));
+    let threads = threads_for(p, pool);
+    let split = Split::new::<K, W>(p, path, threads);
     let run = |q: &Problem<'_, W>| WORKSPACE.with_borrow_mut(|ws| part(q, ws));
     match pool {
-        // `install` + a parallel range runs on the pool through `join`, with no allocation.
-        Some(pool) if split.parts > 1 => pool.install(|| {
-            use rayon::prelude::*;
-            // Parts write disjoint blocks of C and z (Split).
-            (0..split.parts)
-                .into_par_iter()
-                .for_each(|t| run(&split.part(p, t)))
-        }),
+        // Parts write disjoint blocks of C and z (Split).
+        Some(pool) if split.parts > 1 => {
+            pool.for_each(threads, 0..split.parts, |t| run(&split.part(p, t)))
+        }
         _ => run(p),
     }
 }
 
 /// The threads of `pool` that `p` is worth.
-fn threads_for<W>(p: &Problem<'_, W>, pool: Option<&rayon::ThreadPool>) -> usize {
+fn threads_for<W>(p: &Problem<'_, W>, pool: Option<&Pool>) -> usize {
     let flops = 2 * p.m * p.n * p.k.max(1);
-    let threads = pool.map_or(1, |pl| pl.current_num_threads());
+    let threads = pool.map_or(1, Pool::threads);
     threads.min(flops / MIN_FLOPS_PER_THREAD).max(1)
 }
 

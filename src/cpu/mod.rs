@@ -12,6 +12,7 @@ pub(crate) mod kernel;
 pub(crate) mod mask;
 mod pack;
 mod peak;
+pub(crate) mod pool;
 pub(crate) mod simd;
 
 use std::fmt;
@@ -30,6 +31,7 @@ use driver::{Path, Prepacked, Problem};
 use kernel::avx512_bf16::{MR as MR_DOT, NR as NR_DOT};
 use kernel::{Microkernel, Weight, ZMode};
 use pack::Block;
+use pool::Pool;
 
 pub use cache::CacheSizes;
 pub use peak::{bf16_dot_peak_gflops, fma_peak_gflops};
@@ -165,7 +167,7 @@ impl FromStr for Kernel {
 #[derive(Clone, Debug)]
 pub struct Cpu {
     kernel: Kernel,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<Arc<Pool>>,
     /// Forced on or off; `None` leaves it to `peak::bf16_dot_pays_off`.
     bf16_dot: Option<bool>,
 }
@@ -223,14 +225,7 @@ impl Cpu {
     /// Uses up to `threads` threads (at least one; problems too small to gain use fewer).
     pub fn with_threads(mut self, threads: usize) -> Result<Self> {
         self.pool = if threads > 1 {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("densecore-{i}"))
-                .build()
-                .map_err(|e| {
-                    Error::InvalidArgument(format!("cannot start {threads} threads: {e}"))
-                })?;
-            Some(Arc::new(pool))
+            Some(Arc::new(Pool::new(threads)?))
         } else {
             None
         };
@@ -270,23 +265,19 @@ impl Cpu {
 
     /// The thread count in use.
     pub fn threads(&self) -> usize {
-        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
+        self.pool.as_ref().map_or(1, |p| p.threads())
     }
 
     /// The thread pool, when there is more than one thread.
     #[cfg(feature = "nn")]
-    pub(crate) fn pool(&self) -> Option<&rayon::ThreadPool> {
+    pub(crate) fn pool(&self) -> Option<&Pool> {
         self.pool.as_deref()
     }
 
     /// The pool and how many threads share `work` units when each must get at least
     /// `min_per_thread` of them; `None` when the work stays on the calling thread.
     #[cfg(feature = "nn")]
-    pub(crate) fn split(
-        &self,
-        work: usize,
-        min_per_thread: usize,
-    ) -> Option<(&rayon::ThreadPool, usize)> {
+    pub(crate) fn split(&self, work: usize, min_per_thread: usize) -> Option<(&Pool, usize)> {
         let parts = self.threads().min(work / min_per_thread);
         self.pool().filter(|_| parts > 1).map(|pool| (pool, parts))
     }
@@ -543,7 +534,7 @@ impl Cpu {
     }
 
     fn run<W: Weight>(&self, p: &Problem<'_, W>) {
-        fn go<K: Microkernel, W: Weight>(p: &Problem<'_, W>, pool: Option<&rayon::ThreadPool>) {
+        fn go<K: Microkernel, W: Weight>(p: &Problem<'_, W>, pool: Option<&Pool>) {
             let blocking = CacheSizes::detect().blocking(K::MR, K::NR);
             let path: Path = driver::plan::<K, W>(p, blocking);
             // SAFETY: p was built from validated views (or packed weights of its shape); the

@@ -19,6 +19,7 @@ use super::regularizer::Regularizer;
 use crate::activation::Activation;
 use crate::alloc;
 use crate::cpu::Cpu;
+use crate::cpu::pool::Pool;
 use crate::error::{Error, Result};
 use crate::matrix::{MatMut, MatRef};
 
@@ -436,9 +437,10 @@ const MIN_GATHER_PER_THREAD: usize = 1 << 13;
 /// then takes less time than handing half of it to another thread.
 const MIN_UPDATE_PER_THREAD: usize = 1 << 15;
 
-/// `opt.update` on `parts` contiguous pieces in parallel. The update is elementwise, so the
-/// result does not depend on the split.
+/// `opt.update` on `parts` contiguous pieces, shared by the threads of `pool`. The update is
+/// elementwise, so the result does not depend on the split.
 fn update_parts(
+    pool: &Pool,
     opt: &Optimizer,
     step: u64,
     param: &mut [f32],
@@ -446,26 +448,31 @@ fn update_parts(
     slots: &mut [&mut [f32]],
     parts: usize,
 ) -> Result<()> {
-    if parts <= 1 {
-        return opt.update(step, param, grad, slots);
-    }
     // Pieces start on 64-byte boundaries, for the vector loop.
-    let mid = (param.len() * (parts / 2) / parts)
-        .next_multiple_of(16)
-        .min(param.len());
-    let (p0, p1) = param.split_at_mut(mid);
-    let (g0, g1) = grad.split_at(mid);
-    let mut lo: [&mut [f32]; Optimizer::MAX_SLOTS] = Default::default();
-    let mut hi: [&mut [f32]; Optimizer::MAX_SLOTS] = Default::default();
-    for ((slot, l), h) in slots.iter_mut().zip(&mut lo).zip(&mut hi) {
-        (*l, *h) = std::mem::take(slot).split_at_mut(mid);
-    }
+    let piece = param.len().div_ceil(parts).next_multiple_of(16);
     let n = slots.len();
-    let (a, b) = rayon::join(
-        || update_parts(opt, step, p0, g0, &mut lo[..n], parts / 2),
-        || update_parts(opt, step, p1, g1, &mut hi[..n], parts - parts / 2),
-    );
-    a.and(b)
+    let mut rest: [&mut [f32]; Optimizer::MAX_SLOTS] = Default::default();
+    for (r, slot) in rest.iter_mut().zip(slots.iter_mut()) {
+        *r = std::mem::take(slot);
+    }
+    let (mut param, mut grad) = (param, grad);
+    let pieces = std::iter::from_fn(move || {
+        if param.is_empty() {
+            return None;
+        }
+        let len = piece.min(param.len());
+        let (p, p_rest) = std::mem::take(&mut param).split_at_mut(len);
+        let (g, g_rest) = grad.split_at(len);
+        (param, grad) = (p_rest, g_rest);
+        let mut s: [&mut [f32]; Optimizer::MAX_SLOTS] = Default::default();
+        for (s, r) in s.iter_mut().zip(&mut rest[..n]) {
+            (*s, *r) = std::mem::take(r).split_at_mut(len);
+        }
+        Some((p, g, s))
+    });
+    pool.try_for_each(parts, pieces, |(p, g, mut s)| {
+        opt.update(step, p, g, &mut s[..n])
+    })
 }
 
 /// The default [`Backend::update`]: the optimizer on host copies.
@@ -671,13 +678,13 @@ impl Backend for Cpu {
         // Rows come from anywhere in a large training set, so the copy waits on memory; two
         // threads keep twice as many reads in flight.
         match self.split(dst.len(), MIN_GATHER_PER_THREAD) {
-            Some((pool, parts)) => pool.install(|| {
-                use rayon::prelude::*;
-                dst.par_chunks_exact_mut(row_len)
-                    .zip(rows)
-                    .with_min_len(rows.len().div_ceil(parts))
-                    .try_for_each(copy)
-            }),
+            Some((pool, parts)) => {
+                let per = rows.len().div_ceil(parts);
+                let pieces = dst.chunks_mut(per * row_len).zip(rows.chunks(per));
+                pool.try_for_each(parts, pieces, |(d, r)| {
+                    d.chunks_exact_mut(row_len).zip(r).try_for_each(copy)
+                })
+            }
             None => dst.chunks_exact_mut(row_len).zip(rows).try_for_each(copy),
         }
     }
@@ -787,9 +794,7 @@ impl Backend for Cpu {
         }
         let views = &mut views[..count];
         match self.split(len, MIN_UPDATE_PER_THREAD) {
-            Some((pool, parts)) => {
-                pool.install(|| update_parts(opt, step, param, grad, views, parts))
-            }
+            Some((pool, parts)) => update_parts(pool, opt, step, param, grad, views, parts),
             None => opt.update(step, param, grad, views),
         }
     }
