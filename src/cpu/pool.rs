@@ -35,6 +35,7 @@ impl Pool {
     }
 
     /// Runs `f` on one of the workers.
+    #[cfg(feature = "nn")]
     pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.workers.install(f)
     }
@@ -65,6 +66,7 @@ impl Pool {
 
     /// [`Pool::for_each`] with a fallible `f`: the first error stops the hand-out of further
     /// items and is returned.
+    #[cfg(feature = "nn")]
     pub(crate) fn try_for_each<I, E>(
         &self,
         threads: usize,
@@ -138,6 +140,7 @@ mod tests {
     }
 
     /// The first error is returned and no item is handed out after it.
+    #[cfg(feature = "nn")]
     #[test]
     fn first_error_stops_the_rest() {
         let pool = Pool::new(2).unwrap();
