@@ -113,6 +113,13 @@ pub(crate) trait SimdF32: Copy {
     /// The lanes' bits shifted left by 23: for `1.5·2²³ + e` with an integer `e` in [0, 254],
     /// the float with biased exponent `e`, 2^(e − 127) (0 for e = 0).
     fn exponent_from_low_bits(self) -> Self;
+    /// Runs `f` out of line, in a function compiled with this register type's features: a
+    /// tile's rare epilogue paths, so that their calls and registers do not make the common
+    /// path spill the accumulators after the K loop.
+    ///
+    /// # Safety
+    /// This register type's CPU features are present.
+    unsafe fn out_of_line(f: impl FnOnce());
 }
 
 /// The portable widening of 16-bit floats: `S::LANES` of them converted by `half` into a

@@ -151,6 +151,16 @@ impl SimdF32 for F32x8 {
         // SAFETY: AVX2 is present (module docs).
         Self(unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(self.0))) })
     }
+    #[inline(always)]
+    unsafe fn out_of_line(f: impl FnOnce()) {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline(never)]
+        fn go(f: impl FnOnce()) {
+            f()
+        }
+        // SAFETY: AVX2, FMA and F16C are present (caller).
+        unsafe { go(f) }
+    }
 }
 
 /// [`tile`] for one shape, in a function of its own (see [`tile`]).

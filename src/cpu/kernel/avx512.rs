@@ -132,6 +132,16 @@ impl SimdF32 for F32x16 {
         // SAFETY: AVX-512F is present (module docs).
         Self(unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self.0))) })
     }
+    #[inline(always)]
+    unsafe fn out_of_line(f: impl FnOnce()) {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        #[inline(never)]
+        fn go(f: impl FnOnce()) {
+            f()
+        }
+        // SAFETY: AVX-512F is present (caller).
+        unsafe { go(f) }
+    }
 }
 
 /// [`tile`] for one shape, in a function of its own (see [`tile`]).

@@ -127,7 +127,7 @@ unsafe fn body<const ROWS: usize, const KP: usize>(ops: &Pairs, out: &Tile<bf16>
         })
     });
     // SAFETY: forwarded contract; this function is compiled with AVX-512F.
-    unsafe { store::<F32x16, bf16, ROWS, 2>(&acc, out, epi) }
+    unsafe { store::<F32x16, bf16, ROWS, 2>(acc, out, epi) }
 }
 
 /// Rounds the `m × k` block of A to bf16 pairs: row i becomes `k.div_ceil(2)` words at
