@@ -427,7 +427,7 @@ unsafe fn store<S: SimdF32, W, const MR: usize, const NV: usize>(
     // straight-line code. Everything else runs out of line: the general epilogue's run-time
     // row loop, calls and constants made LLVM store all accumulators to the stack after every
     // K loop (Zen 5, avx512 14×32 alone: 198–230 → 238–246 GFLOP/s at K = 64; 256² against
-    // faer 1.000–1.006 → 0.987–0.991). The sums and the rounding are those of the general path.
+    // faer 0.990–1.006 → 0.987–0.994). The sums and the rounding are those of the general path.
     let is_relu = matches!(epi.act, Activation::Relu);
     let is_identity = matches!(
         epi.act,
