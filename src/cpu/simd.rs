@@ -115,11 +115,19 @@ pub(crate) trait SimdF32: Copy {
     fn exponent_from_low_bits(self) -> Self;
     /// Runs `f` out of line, in a function compiled with this register type's features: a
     /// tile's rare epilogue paths, so that their calls and registers do not make the common
-    /// path spill the accumulators after the K loop.
+    /// path spill the accumulators after the K loop. The default suits register types whose
+    /// features are in the build's baseline (portable, NEON).
     ///
     /// # Safety
     /// This register type's CPU features are present.
-    unsafe fn out_of_line(f: impl FnOnce());
+    #[inline(always)]
+    unsafe fn out_of_line(f: impl FnOnce()) {
+        #[inline(never)]
+        fn go(f: impl FnOnce()) {
+            f()
+        }
+        go(f)
+    }
 }
 
 /// The portable widening of 16-bit floats: `S::LANES` of them converted by `half` into a

@@ -99,15 +99,6 @@ impl SimdF32 for F32x4 {
         // SAFETY: NEON is in the aarch64 baseline.
         Self(unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(self.0))) })
     }
-    #[inline(always)]
-    unsafe fn out_of_line(f: impl FnOnce()) {
-        // NEON is in the aarch64 baseline: no features to add.
-        #[inline(never)]
-        fn go(f: impl FnOnce()) {
-            f()
-        }
-        go(f)
-    }
 }
 
 /// [`tile`] for one shape, in a function of its own (see [`tile`]).

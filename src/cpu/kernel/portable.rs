@@ -75,14 +75,6 @@ impl SimdF32 for F32x8 {
     fn exponent_from_low_bits(self) -> Self {
         Self(cast(cast::<f32x8, u32x8>(self.0) << 23))
     }
-    #[inline(always)]
-    unsafe fn out_of_line(f: impl FnOnce()) {
-        #[inline(never)]
-        fn go(f: impl FnOnce()) {
-            f()
-        }
-        go(f)
-    }
 }
 
 /// [`tile`] for one shape, in a function of its own (see [`tile`]).
