@@ -736,6 +736,7 @@ unsafe fn each_register<S: SimdF32, const MR: usize, const NV: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "x86_64")]
     use crate::cpu::Kernel;
 
     /// [`Microkernel::tile_packing`] the plain way: copies the panel, then runs the tile on it.
